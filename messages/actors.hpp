@@ -1,0 +1,300 @@
+#pragma once
+// The system's map: the atoms, the one type-id block, and a typed interface
+// for every actor of design.md, with one comment per handler. Code that needs
+// one capability of an actor takes the narrowest interface below.
+#include "messages/types.hpp"
+
+#include <caf/all.hpp>
+
+CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::repository_ref))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::job_key))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::job_event))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::queue_message))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::receive_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::received_batch))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::visibility_change))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::outgoing_message))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::batch_entry_error))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::batch_result))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::queue_depth))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::pending_job))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::scale_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::message_outcome))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::batch_outcome))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::reservation_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::reservation))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_spec))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::launch_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::launched_runner))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::launch_failure))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::launch_result))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::launch_report))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::ledger_counts))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::tag))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::fleet_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::fleet_instance))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::fleet_error))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::fleet_result))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_info))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_filter))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_list))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_ids))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::parameter))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::secret_string))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::github_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::rate_limit))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_info))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::github_response))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::registration_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_registration))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::job_status_query))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_list))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_removal))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::budget_status))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::lease))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::heartbeat_verdict))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::reap_report))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::recheck))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::child_status))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::node_status))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::sim_fault))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::sim_job))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::api_calls))
+
+  // queue
+  CAF_ADD_ATOM(ghscale, ghscale::atom, receive, "receive")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, remove, "remove")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, visibility, "visibility")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, enqueue, "enqueue")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, depth, "depth")
+  // EC2 and SSM
+  CAF_ADD_ATOM(ghscale, ghscale::atom, fleet, "fleet")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, describe, "describe")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, terminate, "terminate")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, put_param, "put_param")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, del_param, "del_param")
+  // GitHub
+  CAF_ADD_ATOM(ghscale, ghscale::atom, call, "call")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, mint, "mint")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, client, "client")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, registration, "register")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, job_status, "job_status")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, runners, "runners")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, unregister, "unregister")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, budget, "budget")
+  // pipeline
+  CAF_ADD_ATOM(ghscale, ghscale::atom, launch, "launch")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, reserve, "reserve")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, report, "report")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, observe, "observe")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, counts, "counts")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, scale, "scale")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, flush, "flush")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, poll, "poll")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, drain, "drain")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, status, "status")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, reconcile, "reconcile")
+  // poll loops, scale-down, job retry
+  CAF_ADD_ATOM(ghscale, ghscale::atom, acquire, "acquire")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, heartbeat, "heartbeat")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, revoke, "revoke")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, reap, "reap")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, recheck, "recheck")
+  // simulation control
+  CAF_ADD_ATOM(ghscale, ghscale::atom, inject, "inject")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, connect, "connect")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, online, "online")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, finished, "finished")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, stats, "stats")
+CAF_END_TYPE_ID_BLOCK(ghscale)
+
+namespace ghscale {
+
+// -- backends: what issue "transport" implements on the real wire ------------
+
+/// A queue with SQS semantics (embedded queue, or SQS).
+using queue_actor = caf::typed_actor<
+  // ReceiveMessage: answers when messages are visible or `wait` has passed.
+  caf::replies_to<atom::receive, receive_request>::with<received_batch>,
+  // DeleteMessageBatch, by receipt; per-entry results.
+  caf::replies_to<atom::remove, std::vector<std::string>>::with<batch_result>,
+  // ChangeMessageVisibilityBatch; per-entry results.
+  caf::replies_to<atom::visibility,
+                  std::vector<visibility_change>>::with<batch_result>,
+  // SendMessageBatch; per-entry results (ids are the entry indexes).
+  caf::replies_to<atom::enqueue,
+                  std::vector<outgoing_message>>::with<batch_result>,
+  // GetQueueAttributes: approximate depth.
+  caf::replies_to<atom::depth>::with<queue_depth>>;
+
+/// EC2: the calls ghscale makes.
+using ec2_actor = caf::typed_actor<
+  // CreateFleet (instant): instances that came up plus Errors[]; a throttled
+  // call is an error `errc::throttled`.
+  caf::replies_to<atom::fleet, fleet_request>::with<fleet_result>,
+  // DescribeInstances with tag filters (all pages).
+  caf::replies_to<atom::describe, instance_filter>::with<instance_list>,
+  // TerminateInstances; per-instance results.
+  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>>;
+
+/// SSM Parameter Store: how an instance receives its runner config.
+using ssm_actor = caf::typed_actor<
+  // PutParameter as SecureString; answers with the parameter's name.
+  caf::replies_to<atom::put_param, parameter>::with<std::string>,
+  // DeleteParameter; answers with the parameter's name.
+  caf::replies_to<atom::del_param, std::string>::with<std::string>>;
+
+/// GitHub's REST API, one request at a time; budget is the caller's business.
+using github_api_actor = caf::typed_actor<
+  // Performs one call; HTTP errors are responses (status >= 400), transport
+  // failures are `caf::error`s.
+  caf::replies_to<atom::call, github_request>::with<github_response>>;
+
+// -- GitHub App and installation clients ---------------------------------------
+
+/// The part of an installation client that registers runners (launcher).
+using runner_registrar_actor = caf::typed_actor<
+  // JIT config (ephemeral) or registration token (reusable), top priority.
+  caf::replies_to<atom::registration,
+                  registration_request>::with<runner_registration>>;
+
+/// The part that checks whether a job still waits (scaler, job retry).
+using job_checker_actor = caf::typed_actor<
+  // The job's status: queued, in_progress, completed or waiting.
+  caf::replies_to<atom::job_status, job_status_query>::with<std::string>>;
+
+/// The part that cleans registrations up (reaper).
+using runner_janitor_actor = caf::typed_actor<
+  // All runners of a target (every page), lowest priority.
+  caf::replies_to<atom::runners, repository_ref>::with<runner_list>,
+  // Deletes one runner registration, lowest priority.
+  caf::replies_to<atom::unregister, runner_removal>::with<int64_t>>;
+
+/// The only actor that talks to GitHub for one installation: token cache,
+/// rate-limit budget, priority queue, retries.
+using installation_client_actor = runner_registrar_actor
+  ::extend_with<job_checker_actor>
+  ::extend_with<runner_janitor_actor>
+  ::extend<
+    // Budget snapshot (rate limits, queue, counters).
+    caf::replies_to<atom::budget>::with<budget_status>,
+    // Internal: the next queued request may go now.
+    caf::reacts_to<atom::flush>>;
+
+/// Owns the App's private key; mints tokens and hands out installation
+/// clients, spawned lazily, one per installation.
+using github_app_actor = caf::typed_actor<
+  // The client of this installation (spawned on first use).
+  caf::replies_to<atom::client, int64_t>::with<installation_client_actor>,
+  // Mints an installation token with a fresh or cached App JWT; the
+  // response carries the token in `secret` and its expiry.
+  caf::replies_to<atom::mint, int64_t>::with<github_response>>;
+
+// -- the scaling pipeline ----------------------------------------------------
+
+/// Launches runners: one CreateFleet per request, spot to on-demand failover,
+/// then a registration per instance handed over through SSM.
+using fleet_launcher_actor = caf::typed_actor<
+  // Launch; every spec index appears in exactly one list of the result.
+  caf::replies_to<atom::launch, launch_request>::with<launch_result>,
+  // Terminate instances (failed registrations, scale-down).
+  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>>;
+
+/// The narrow part of the ledger that only learns lifecycle events (poller).
+using lifecycle_sink_actor = caf::typed_actor<
+  // A workflow_job in_progress / completed event, or a runner's instance
+  // going away.
+  caf::reacts_to<atom::observe, job_event>>;
+
+/// Each runner's lifecycle for one pool, and counts the scaler trusts.
+using runner_ledger_actor = lifecycle_sink_actor::extend<
+  // Atomically reserves capacity under the cap; `errc::not_ready` while
+  // reconciling after a (re)start.
+  caf::replies_to<atom::reserve, reservation_request>::with<reservation>,
+  // What came of a reservation; unfilled slots are released.
+  caf::replies_to<atom::report, launch_report>::with<ledger_counts>,
+  // Exact counts per state.
+  caf::replies_to<atom::counts>::with<ledger_counts>,
+  // Rebuild from EC2 (instances tagged with the pool).
+  caf::reacts_to<atom::reconcile>>;
+
+/// One per pool: batching window, dedupe, capacity decision, outcomes.
+using scaler_actor = caf::typed_actor<
+  // Queued jobs of one received batch; answers one outcome per receipt.
+  caf::replies_to<atom::scale, scale_request>::with<batch_outcome>,
+  // Internal: the batching window closed.
+  caf::reacts_to<atom::flush, uint64_t>>;
+
+/// One long-poll loop on one queue.
+using poller_actor = caf::typed_actor<
+  // Internal: receive the next batch.
+  caf::reacts_to<atom::poll>,
+  // Stop receiving; finish the batch in flight, then quit. Answers once the
+  // loop has stopped.
+  caf::replies_to<atom::drain>::with<bool>>;
+
+// -- poll loops, scale-down, job retry (issue "poll loops") ------------------
+
+/// Leases of poll loops per queue, with heartbeats and fencing.
+using token_registry_actor = caf::typed_actor<
+  // A new lease for a queue (scale-up).
+  caf::replies_to<atom::acquire, std::string>::with<lease>,
+  // A loop's heartbeat; `stop` for revoked tokens and stale loop ids.
+  caf::replies_to<atom::heartbeat, lease>::with<heartbeat_verdict>,
+  // Revokes one lease of a queue at random (scale-down), never the last.
+  caf::replies_to<atom::revoke, std::string>::with<bool>,
+  // The queue's depth, to scale loops with hysteresis.
+  caf::reacts_to<atom::depth, std::string, queue_depth>>;
+
+/// Scale-down for one pool.
+using reaper_actor = caf::typed_actor<
+  // One pass now (also run on its period).
+  caf::replies_to<atom::reap>::with<reap_report>>;
+
+/// Delayed re-checks of jobs still queued.
+using job_retry_actor = caf::typed_actor<
+  // Re-check this job after its delay; re-inject it if still queued.
+  caf::reacts_to<atom::recheck, recheck>>;
+
+/// The process root: startup order, supervision, ordered shutdown.
+using node_actor = caf::typed_actor<
+  // Ordered, graceful drain; answers when everything has stopped.
+  caf::replies_to<atom::drain>::with<bool>,
+  // Children and their restart counts.
+  caf::replies_to<atom::status>::with<node_status>>;
+
+// -- simulation (in-process backends) ------------------------------------------
+
+/// Simulated EC2 + SSM: boot delays, capacity errors, partial fills,
+/// throttling; booted instances bring their runner online in sim GitHub.
+using sim_cloud_actor = ec2_actor::extend_with<ssm_actor>::extend<
+  // Turn a fault on for a while (capacity, throttling, partial fills).
+  caf::reacts_to<atom::inject, sim_fault>,
+  // Internal: an instance finished booting.
+  caf::reacts_to<atom::online, std::string>,
+  // The runner on this instance finished (ephemeral): shut it down.
+  caf::reacts_to<atom::finished, std::string>,
+  // Calls served, by API.
+  caf::replies_to<atom::stats>::with<api_calls>>;
+
+/// Simulated GitHub: the REST API plus world control for scenarios.
+using sim_github_actor = github_api_actor::extend<
+  // The webhook sink (queue) and the EC2 world whose instances run jobs.
+  caf::reacts_to<atom::connect, queue_actor, sim_cloud_actor>,
+  // A job is queued on GitHub (and its webhook delivered to the sink).
+  caf::reacts_to<atom::inject, sim_job>,
+  // Turn a fault on for a while (5xx, 404, rate limits).
+  caf::reacts_to<atom::inject, sim_fault>,
+  // Instance `id` booted with this registration: its runner comes online.
+  caf::reacts_to<atom::online, std::string, secret_string>,
+  // Internal: the job running on runner `id` finished.
+  caf::reacts_to<atom::finished, int64_t>,
+  // Calls served, by operation and status.
+  caf::replies_to<atom::stats>::with<api_calls>>;
+
+/// Registers every ghscale message type; call on each node before the
+/// actor_system is constructed.
+void register_types(caf::actor_system_config& cfg);
+
+} // namespace ghscale

@@ -1,0 +1,176 @@
+#include "messages/actors.hpp"
+#include "messages/config.hpp"
+
+namespace ghscale {
+
+std::string to_string(errc x) {
+  switch (x) {
+    case errc::none: return "none";
+    case errc::malformed_event: return "malformed_event";
+    case errc::invalid_config: return "invalid_config";
+    case errc::not_ready: return "not_ready";
+    case errc::unavailable: return "unavailable";
+    case errc::throttled: return "throttled";
+    case errc::backend_failure: return "backend_failure";
+    case errc::not_found: return "not_found";
+    case errc::rejected: return "rejected";
+    case errc::over_capacity: return "over_capacity";
+    case errc::shutting_down: return "shutting_down";
+    case errc::unknown_pool: return "unknown_pool";
+    case errc::timeout: return "timeout";
+  }
+  return "unknown";
+}
+
+std::string to_string(owner_type x) {
+  return x == owner_type::organization ? "Organization" : "User";
+}
+
+std::string to_string(const job_key& x) {
+  return std::to_string(x.job_id) + "#" + std::to_string(x.run_attempt);
+}
+
+std::string to_string(job_action x) {
+  switch (x) {
+    case job_action::queued: return "queued";
+    case job_action::in_progress: return "in_progress";
+    case job_action::completed: return "completed";
+    case job_action::waiting: return "waiting";
+  }
+  return "unknown";
+}
+
+std::string to_string(outcome_kind x) {
+  switch (x) {
+    case outcome_kind::done: return "done";
+    case outcome_kind::retry: return "retry";
+    case outcome_kind::poison: return "poison";
+  }
+  return "unknown";
+}
+
+std::string to_string(runner_state x) {
+  switch (x) {
+    case runner_state::requested: return "requested";
+    case runner_state::pending: return "pending";
+    case runner_state::ready: return "ready";
+    case runner_state::running: return "running";
+    case runner_state::completed: return "completed";
+    case runner_state::failed: return "failed";
+    case runner_state::orphaned: return "orphaned";
+    case runner_state::terminated: return "terminated";
+  }
+  return "unknown";
+}
+
+bool counts_against_cap(runner_state x) noexcept {
+  return x == runner_state::requested || x == runner_state::pending
+         || x == runner_state::ready || x == runner_state::running;
+}
+
+std::string to_string(capacity_type x) {
+  return x == capacity_type::spot ? "spot" : "on-demand";
+}
+
+std::string to_string(instance_state x) {
+  switch (x) {
+    case instance_state::pending: return "pending";
+    case instance_state::running: return "running";
+    case instance_state::shutting_down: return "shutting-down";
+    case instance_state::terminated: return "terminated";
+    case instance_state::stopping: return "stopping";
+    case instance_state::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+std::string to_string(github_op x) {
+  switch (x) {
+    case github_op::create_installation_token: return "create_installation_token";
+    case github_op::generate_jit_config: return "generate_jit_config";
+    case github_op::create_registration_token: return "create_registration_token";
+    case github_op::get_job: return "get_job";
+    case github_op::list_runners: return "list_runners";
+    case github_op::delete_runner: return "delete_runner";
+    case github_op::get_runner_group: return "get_runner_group";
+  }
+  return "unknown";
+}
+
+bool is_mutation(github_op x) noexcept {
+  return x == github_op::create_installation_token
+         || x == github_op::generate_jit_config
+         || x == github_op::create_registration_token
+         || x == github_op::delete_runner;
+}
+
+std::string to_string(request_priority x) {
+  switch (x) {
+    case request_priority::register_runner: return "register_runner";
+    case request_priority::check_job: return "check_job";
+    case request_priority::cleanup: return "cleanup";
+  }
+  return "unknown";
+}
+
+std::string to_string(heartbeat_verdict x) {
+  return x == heartbeat_verdict::keep_going ? "keep_going" : "stop";
+}
+
+std::string to_string(backend_kind x) {
+  return x == backend_kind::embedded ? "embedded" : "remote";
+}
+
+std::string to_string(label_match x) {
+  return x == label_match::exact ? "exact" : "subset";
+}
+
+std::string to_string(runner_mode x) {
+  return x == runner_mode::ephemeral ? "ephemeral" : "reusable";
+}
+
+namespace {
+template <class T>
+const T* find_named(const std::vector<T>& xs, const std::string& name) {
+  for (auto& x : xs)
+    if (x.name == name)
+      return &x;
+  return nullptr;
+}
+} // namespace
+
+const queue_config* config::find_queue(const std::string& name) const {
+  return find_named(queues, name);
+}
+const pool_config* config::find_pool(const std::string& name) const {
+  return find_named(pools, name);
+}
+const github_app_config* config::find_app(const std::string& name) const {
+  return find_named(github_apps, name);
+}
+
+void register_types(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::ghscale>();
+  cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
+  cfg.add_message_type<std::vector<visibility_change>>(
+    "std::vector<ghscale::visibility_change>");
+  cfg.add_message_type<std::vector<outgoing_message>>(
+    "std::vector<ghscale::outgoing_message>");
+  cfg.add_message_type<queue_actor>("ghscale::queue_actor");
+  cfg.add_message_type<installation_client_actor>(
+    "ghscale::installation_client_actor");
+  cfg.add_message_type<sim_cloud_actor>("ghscale::sim_cloud_actor");
+  cfg.add_error_category(
+    caf::atom("ghscale"),
+    [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+      auto out = "ghscale: " + to_string(static_cast<errc>(code));
+      // Context is the "what and where" of the error, usually one string.
+      if (ctx.match_elements<std::string>())
+        out += ": " + ctx.get_as<std::string>(0);
+      else if (!ctx.empty())
+        out += ": " + caf::deep_to_string(ctx);
+      return out;
+    });
+}
+
+} // namespace ghscale
