@@ -107,6 +107,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, online, "online")
   CAF_ADD_ATOM(ghscale, ghscale::atom, finished, "finished")
   CAF_ADD_ATOM(ghscale, ghscale::atom, stats, "stats")
+  // supervision: a relay is pointed at its child's current incarnation
+  CAF_ADD_ATOM(ghscale, ghscale::atom, rebind, "rebind")
 CAF_END_TYPE_ID_BLOCK(ghscale)
 
 namespace ghscale {

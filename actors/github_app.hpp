@@ -1,0 +1,28 @@
+#pragma once
+// One per GitHub App: holds the App credential (JWT minting), mints
+// installation tokens and spawns one installation_client per installation,
+// lazily, monitoring each and re-spawning it on next use if it died.
+#include "messages/actors.hpp"
+#include "messages/config.hpp"
+#include "actors/metrics.hpp"
+#include <functional>
+
+#include <caf/all.hpp>
+
+namespace ghscale {
+
+struct github_app_state {
+  static inline const char* name = "github_app";
+};
+
+/// Produces an App JWT valid from `now` (actor-clock time). Issue
+/// "transport" supplies the RS256 signer; the embedded backend one that the
+/// simulated GitHub accepts.
+using jwt_minter = std::function<caf::expected<secret_string>(caf::timespan now)>;
+
+github_app_actor::behavior_type
+github_app(github_app_actor::stateful_pointer<github_app_state> self,
+           github_app_config app, timeouts_config timeouts, jwt_minter jwt,
+           github_api_actor api, metrics_ptr stats, uint64_t seed);
+
+} // namespace ghscale

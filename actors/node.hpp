@@ -1,0 +1,59 @@
+#pragma once
+// The node: spawns the ghscale supervision tree into an actor system from a
+// configuration value, in dependency order (ledgers, GitHub Apps, launcher,
+// scalers, pollers), and drains it in reverse on request.
+//
+// Embedding: another CAF application calls `spawn_node` with its own
+// `actor_system` (whose config ran `ghscale::register_types`) and keeps the
+// returned handles. Every handle is stable across restarts of its actor.
+#include "actors/github_app.hpp"
+#include "actors/metrics.hpp"
+#include "messages/actors.hpp"
+#include "messages/config.hpp"
+
+#include <caf/all.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ghscale {
+
+/// What the node talks to: real clients (issue "transport") or the
+/// in-process backends of `spawn_embedded_backends`.
+struct backends {
+  std::map<std::string, queue_actor> queues; // by queue name, DLQs included
+  ec2_actor ec2;
+  ssm_actor ssm;
+  std::map<std::string, github_api_actor> github; // by App name
+  std::map<std::string, jwt_minter> jwt;          // by App name
+};
+
+/// The in-process world: embedded queues, simulated EC2+SSM and GitHub.
+struct embedded_world {
+  backends wiring;
+  sim_cloud_actor cloud;
+  sim_github_actor github;
+};
+
+/// Spawns the embedded queues and simulated backends a config asks for.
+caf::expected<embedded_world>
+spawn_embedded_backends(caf::actor_system& sys, const config& cfg,
+                        metrics_ptr stats);
+
+struct node_handles {
+  node_actor node; // drain, status; exits when the tree gives up
+  std::map<std::string, scaler_actor> scalers;        // by pool
+  std::map<std::string, runner_ledger_actor> ledgers; // by pool
+  fleet_launcher_actor launcher;
+  std::map<std::string, github_app_actor> apps; // by App name
+  std::vector<poller_actor> pollers;
+};
+
+/// Spawns the supervision tree. Fails (errc::invalid_config) if the config
+/// names a backend that `b` does not provide.
+caf::expected<node_handles> spawn_node(caf::actor_system& sys,
+                                       const config& cfg, const backends& b,
+                                       metrics_ptr stats);
+
+} // namespace ghscale

@@ -1,0 +1,30 @@
+#pragma once
+// The configuration file: TOML, validated strictly. An unknown key, a wrong
+// type or an impossible value is an error naming the file, line and key,
+// e.g. `ghscale.toml:14:1: pools[0].max_runners: must be >= min_idle (2)`.
+#include "messages/config.hpp"
+
+#include <caf/expected.hpp>
+
+#include <string>
+
+namespace ghscale {
+
+/// Parses and validates TOML text; `source` names it in error messages.
+/// Errors: `errc::invalid_config` with the full message as context.
+caf::expected<config> parse_config(const std::string& text,
+                                   const std::string& source);
+
+/// Reads and parses a file.
+caf::expected<config> load_config_file(const std::string& path);
+
+/// The resolved configuration (defaults filled in) as TOML, with secrets
+/// masked: what `ghscale check-config FILE` prints.
+std::string render_config(const config& cfg);
+
+/// Parses "250ms", "20s", "5m", "1h", "1h30m" (also "0s"). False on error.
+bool parse_duration(const std::string& text, caf::timespan& out);
+/// Renders a duration in the same syntax, largest exact units.
+std::string format_duration(caf::timespan x);
+
+} // namespace ghscale
