@@ -130,6 +130,12 @@ using queue_actor = caf::typed_actor<
   // GetQueueAttributes: approximate depth.
   caf::replies_to<atom::depth>::with<queue_depth>>;
 
+/// The embedded queue: a queue_actor plus its own timer. Hand it out as a
+/// queue_actor (the handle converts implicitly).
+using embedded_queue_actor = queue_actor::extend<
+  // Internal: a timer fired (visibility or delay expiry, long-poll deadline).
+  caf::reacts_to<atom::poll>>;
+
 /// EC2: the calls ghscale makes.
 using ec2_actor = caf::typed_actor<
   // CreateFleet (instant): instances that came up plus Errors[]; a throttled
@@ -264,7 +270,9 @@ using node_actor = caf::typed_actor<
   // Ordered, graceful drain; answers when everything has stopped.
   caf::replies_to<atom::drain>::with<bool>,
   // Children and their restart counts.
-  caf::replies_to<atom::status>::with<node_status>>;
+  caf::replies_to<atom::status>::with<node_status>,
+  // Kills the named child as a crash would (chaos tests, `crash` traces).
+  caf::reacts_to<atom::inject, std::string>>;
 
 // -- simulation (in-process backends) ------------------------------------------
 

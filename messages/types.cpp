@@ -22,6 +22,24 @@ std::string to_string(errc x) {
   return "unknown";
 }
 
+std::string describe(const caf::error& err) {
+  if (!err)
+    return "no error";
+  std::string out;
+  if (err.category() == caf::atom("ghscale"))
+    out = to_string(static_cast<errc>(err.code()));
+  else if (err.category() == caf::atom("system"))
+    out = caf::to_string(static_cast<caf::sec>(err.code()));
+  else
+    out = caf::to_string(err.category()) + ":" + std::to_string(err.code());
+  auto& ctx = err.context();
+  if (ctx.match_elements<std::string>())
+    out += ": " + ctx.get_as<std::string>(0);
+  else if (!ctx.empty())
+    out += ": " + caf::deep_to_string(ctx);
+  return out;
+}
+
 std::string to_string(owner_type x) {
   return x == owner_type::organization ? "Organization" : "User";
 }
@@ -163,13 +181,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_error_category(
     caf::atom("ghscale"),
     [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-      auto out = "ghscale: " + to_string(static_cast<errc>(code));
-      // Context is the "what and where" of the error, usually one string.
-      if (ctx.match_elements<std::string>())
-        out += ": " + ctx.get_as<std::string>(0);
-      else if (!ctx.empty())
-        out += ": " + caf::deep_to_string(ctx);
-      return out;
+      return "ghscale: " + describe(caf::error{code, caf::atom("ghscale"), ctx});
     });
 }
 

@@ -41,6 +41,10 @@ enum class errc : uint8_t {
 
 std::string to_string(errc x);
 
+/// "what: context" for any error, without needing an actor_system (which
+/// `actor_system::render` does): used for logs, outcomes and dead letters.
+std::string describe(const caf::error& err);
+
 // -- GitHub side ---------------------------------------------------------------
 
 enum class owner_type : uint8_t { organization, user };
