@@ -9,9 +9,17 @@
 
 #include <caf/all.hpp>
 
+#include <cstdint>
+#include <unordered_map>
+
 namespace ghscale {
 
 struct github_app_state {
+  /// One live client per installation id; linked, so they go with the App.
+  std::unordered_map<int64_t, installation_client_actor> clients;
+  /// The App JWT, reused until `jwt_reuse_until`.
+  secret_string jwt;
+  caf::timespan jwt_reuse_until{0};
   static inline const char* name = "github_app";
 };
 

@@ -12,9 +12,70 @@
 
 #include <caf/all.hpp>
 
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
+#include <unordered_map>
+
 namespace ghscale {
 
+/// Completes one public request with GitHub's answer or the final error.
+using github_completion = std::function<void(caf::expected<github_response>)>;
+
+/// One public request on its way: queued, in flight, or backing off.
+struct github_work {
+  github_request request; // its credential is filled in at each send
+  request_priority priority = request_priority::cleanup;
+  int32_t attempts = 0;         // sends so far
+  bool reauthenticated = false; // a 401 already forced a fresh token
+  uint64_t token_generation = 0; // of the token it was last sent with
+  caf::timespan token_minted_at{0};
+  github_completion done;
+};
+
 struct installation_client_state {
+  int64_t installation_id = 0;
+  github_app_config app;
+  timeouts_config timeouts;
+  github_app_actor minter;
+  github_api_actor api;
+  metrics_ptr stats;
+  std::mt19937_64 rng;
+
+  /// Waiting requests, one FIFO per request_priority (lowest value first).
+  std::array<std::deque<github_work>, 3> queues;
+  /// Requests waiting out a retry backoff, by the time they may go again.
+  std::multimap<caf::timespan, github_work> backing_off;
+  /// Requests GitHub has not answered yet, by send serial.
+  std::unordered_map<uint64_t, github_work> in_flight;
+  uint64_t next_serial = 0;
+
+  /// The installation token and when it stops being handed out.
+  secret_string token;
+  caf::timespan token_usable_until{0};
+  caf::timespan token_minted_at{0};
+  uint64_t token_generation = 0;
+  bool minting = false;
+  int32_t mint_failures = 0; // consecutive
+  caf::timespan next_mint_at{0};
+
+  /// The last x-ratelimit-* headers seen.
+  rate_limit rate;
+  /// No request starts before this (retry-after, exhausted primary limit).
+  caf::timespan paused_until{0};
+  /// Start times of the mutations of the trailing 60 s, oldest first.
+  std::deque<caf::timespan> write_starts;
+  /// The earliest `flush` timer armed, if any.
+  std::optional<caf::timespan> flush_at;
+
+  int64_t requests_sent = 0;
+  int64_t retries = 0;
+  int64_t token_mints = 0;
+
   static inline const char* name = "installation_client";
 };
 

@@ -1,0 +1,434 @@
+#include "actors/fleet_launcher.hpp"
+
+#include "actors/backoff.hpp"
+#include "actors/log.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace ghscale {
+
+namespace {
+
+using namespace std::chrono_literals;
+using launcher_ptr =
+  fleet_launcher_actor::stateful_pointer<fleet_launcher_state>;
+
+constexpr int32_t max_fleet_attempts = 8;
+constexpr caf::timespan fleet_retry_base = 500ms;
+constexpr caf::timespan fleet_retry_max = 20s;
+constexpr double fleet_retry_jitter = 0.2;
+
+caf::timespan now(launcher_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+int64_t to_ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+void count_aws_call(launcher_ptr self, const char* api) {
+  self->state.stats->add("ghscale_aws_calls_total", {{"api", api}});
+}
+
+// -- building requests -------------------------------------------------------------
+
+fleet_request fleet_call_for(const pool_config& pool, const launch_request& req) {
+  fleet_request call;
+  call.client_token = req.client_token;
+  call.launch_template = pool.launch_template;
+  call.instance_types = pool.instance_types;
+  call.subnets = pool.subnets;
+  call.capacity = pool.capacity;
+  call.count = static_cast<int32_t>(req.runners.size());
+  call.tags = {{"ghscale:pool", pool.name}, {"ghscale:token", req.client_token}};
+  return call;
+}
+
+std::string runner_name(const pool_config& pool, const fleet_instance& instance) {
+  return pool.name + "-" + instance.instance_id;
+}
+
+registration_request registration_for(const pool_config& pool,
+                                       const runner_spec& spec,
+                                       std::string runner_name) {
+  registration_request reg;
+  reg.target = spec.target;
+  reg.runner_name = std::move(runner_name);
+  reg.labels = pool.labels;
+  reg.runner_group = pool.runner_group;
+  reg.ephemeral = pool.mode == runner_mode::ephemeral;
+  return reg;
+}
+
+std::vector<tag> parameter_tags(const pool_config& pool, const runner_spec& spec) {
+  std::vector<tag> tags{{"ghscale:pool", pool.name}};
+  if (spec.job.job_id != 0) // idle top-ups serve no job
+    tags.push_back({"ghscale:job", to_string(spec.job)});
+  return tags;
+}
+
+// -- settling specs ------------------------------------------------------------------
+
+void finish_launch(launcher_ptr self, uint64_t id) {
+  auto i = self->state.launches.find(id);
+  auto& job = i->second;
+  auto& result = job.result;
+  auto by_index = [](auto& a, auto& b) { return a.spec_index < b.spec_index; };
+  std::sort(result.launched.begin(), result.launched.end(), by_index);
+  std::sort(result.failed.begin(), result.failed.end(), by_index);
+  auto& stats = *self->state.stats;
+  for (auto& runner : result.launched)
+    stats.add("ghscale_launches_total", {{"pool", job.pool->name},
+                                         {"capacity", to_string(runner.capacity)}});
+  for (auto& failure : result.failed)
+    stats.add("ghscale_launch_failures_total",
+              {{"pool", job.pool->name}, {"code", failure.code}});
+  log::info("launch settled",
+            {{"pool", job.pool->name}, {"token", job.request.client_token},
+             {"launched", static_cast<uint64_t>(result.launched.size())},
+             {"failed", static_cast<uint64_t>(result.failed.size())}});
+  job.promise.deliver(std::move(result));
+  self->state.launches.erase(i);
+}
+
+void settle_launched(launcher_ptr self, uint64_t id, size_t index,
+                     int64_t runner_id) {
+  auto& job = self->state.launches.at(id);
+  auto& instance = job.instances[index];
+  launched_runner runner;
+  runner.spec_index = static_cast<int32_t>(index);
+  runner.job = job.request.runners[index].job;
+  runner.instance_id = instance.instance_id;
+  runner.instance_type = instance.instance_type;
+  runner.capacity = instance.capacity;
+  runner.runner_name = runner_name(*job.pool, instance);
+  runner.runner_id = runner_id;
+  job.result.launched.push_back(std::move(runner));
+  if (--job.unsettled == 0)
+    finish_launch(self, id);
+}
+
+void settle_failed(launcher_ptr self, uint64_t id, size_t index,
+                   std::string code, std::string message) {
+  auto& job = self->state.launches.at(id);
+  job.result.failed.push_back(launch_failure{static_cast<int32_t>(index),
+                                             job.request.runners[index].job,
+                                             std::move(code), std::move(message)});
+  if (--job.unsettled == 0)
+    finish_launch(self, id);
+}
+
+/// Terminates an instance no runner will use (its setup failed, or EC2 gave
+/// more than asked). A failure is only logged and counted: the reaper finds
+/// the orphan by its pool tag.
+void terminate_instance(launcher_ptr self, const std::string& pool,
+                        const std::string& instance_id) {
+  count_aws_call(self, "TerminateInstances");
+  auto on_failure = [self, pool, instance_id](const std::string& what) {
+    self->state.stats->add("ghscale_launch_terminate_failures_total",
+                           {{"pool", pool}});
+    log::warn("terminating unused instance failed",
+              {{"pool", pool}, {"instance", instance_id}, {"error", what}});
+  };
+  self
+    ->request(self->state.ec2, self->state.timeouts.aws_call, atom::terminate_v,
+              instance_ids{{instance_id}})
+    .then(
+      [=](batch_result& res) {
+        if (res.failed.empty())
+          log::info("terminated unused instance",
+                    {{"pool", pool}, {"instance", instance_id}});
+        else
+          on_failure(res.failed.front().code + " " + res.failed.front().message);
+      },
+      [=](caf::error& err) { on_failure(describe(err)); });
+}
+
+/// Gives a spec's instance up: terminate it, fail the spec with `code`.
+void abandon(launcher_ptr self, uint64_t id, size_t index, std::string code,
+             const caf::error& err) {
+  auto& job = self->state.launches.at(id);
+  auto& instance_id = job.instances[index].instance_id;
+  log::warn("runner setup failed",
+            {{"pool", job.pool->name}, {"instance", instance_id},
+             {"code", code}, {"error", describe(err)}});
+  terminate_instance(self, job.pool->name, instance_id);
+  settle_failed(self, id, index, std::move(code),
+                instance_id + ": " + describe(err));
+}
+
+// -- registration and hand-off ------------------------------------------------------
+
+/// Hands the looked-up client (or the lookup's error) to every waiter.
+void resolve_client(launcher_ptr self, const client_key& key,
+                    caf::expected<installation_client_actor> client) {
+  auto& waiters = self->state.client_waiters;
+  auto i = waiters.find(key);
+  auto continuations = std::move(i->second);
+  waiters.erase(i);
+  for (auto& next : continuations)
+    next(client);
+}
+
+/// Calls `next` with the installation client: cached, or asked of the App
+/// once however many hand-offs wait for it.
+void with_client(launcher_ptr self, const client_key& key,
+                 client_continuation next) {
+  auto& st = self->state;
+  if (auto i = st.clients.find(key); i != st.clients.end()) {
+    next(i->second);
+    return;
+  }
+  auto& waiting = st.client_waiters[key];
+  waiting.push_back(std::move(next));
+  if (waiting.size() > 1) // the lookup is under way
+    return;
+  self
+    ->request(st.apps.at(key.first), st.timeouts.github_call, atom::client_v,
+              key.second)
+    .then(
+      [self, key](installation_client_actor& client) {
+        self->state.clients[key] = client;
+        resolve_client(self, key, client);
+      },
+      [self, key](caf::error& err) { resolve_client(self, key, std::move(err)); });
+}
+
+void put_config(launcher_ptr self, uint64_t id, size_t index,
+                runner_registration& reg) {
+  auto& st = self->state;
+  auto& job = st.launches.at(id);
+  auto& spec = job.request.runners[index];
+  parameter param{st.aws.parameter_prefix + "/" + job.instances[index].instance_id,
+                  std::move(reg.config), parameter_tags(*job.pool, spec)};
+  count_aws_call(self, "PutParameter");
+  self->request(st.ssm, st.timeouts.aws_call, atom::put_param_v, std::move(param))
+    .then(
+      [self, id, index, runner_id = reg.runner_id](std::string&) {
+        settle_launched(self, id, index, runner_id);
+      },
+      [self, id, index](caf::error& err) {
+        abandon(self, id, index, "parameter_failed", err);
+      });
+}
+
+/// How long a registration may take: the installation client queues and
+/// retries on its own, so it gets what is left of the launch budget after the
+/// SSM put, and at least one GitHub call's time.
+caf::timespan registration_timeout(launcher_ptr self, const launch_attempt& job) {
+  auto& timeouts = self->state.timeouts;
+  return std::max(job.deadline - now(self) - timeouts.aws_call,
+                  timeouts.github_call);
+}
+
+/// Registers the runner of spec `index` and hands its config to the instance.
+void hand_over(launcher_ptr self, uint64_t id, size_t index) {
+  auto& job = self->state.launches.at(id);
+  auto& spec = job.request.runners[index];
+  auto reg = registration_for(*job.pool, spec,
+                              runner_name(*job.pool, job.instances[index]));
+  client_key key{job.pool->github_app, spec.installation_id};
+  with_client(self, key, [=](caf::expected<installation_client_actor> client) {
+    if (!client) {
+      abandon(self, id, index, "registration_failed", client.error());
+      return;
+    }
+    auto timeout = registration_timeout(self, self->state.launches.at(id));
+    self->request(*client, timeout, atom::registration_v, reg)
+      .then(
+        [self, id, index](runner_registration& res) {
+          put_config(self, id, index, res);
+        },
+        [self, id, index, key](caf::error& err) {
+          self->state.clients.erase(key); // the next launch asks the App again
+          abandon(self, id, index, "registration_failed", err);
+        });
+  });
+}
+
+/// Instances go to specs in request order; specs left over fail with the
+/// code of the shortfall.
+void assign_instances(launcher_ptr self, uint64_t id) {
+  auto& job = self->state.launches.at(id);
+  auto specs = job.request.runners.size();
+  auto filled = job.instances.size();
+  auto shortfall = job.shortfall;
+  for (auto index = filled; index < specs; ++index)
+    settle_failed(self, id, index, shortfall.code, shortfall.message);
+  // Hand-overs answer asynchronously, so the launch settles after the loop.
+  for (size_t index = 0; index < filled; ++index)
+    hand_over(self, id, index);
+}
+
+// -- CreateFleet ---------------------------------------------------------------------
+
+void call_fleet(launcher_ptr self, uint64_t id);
+
+/// Asks for the spot shortfall again as on-demand, if the pool allows it for
+/// the error EC2 gave.
+bool fail_over(launcher_ptr self, uint64_t id, const fleet_result& res) {
+  auto& job = self->state.launches.at(id);
+  auto& pool = *job.pool;
+  auto missing = job.request.runners.size() - job.instances.size();
+  auto listed = [&](const fleet_error& err) {
+    auto& codes = pool.on_demand_failover;
+    return std::find(codes.begin(), codes.end(), err.code) != codes.end();
+  };
+  if (job.failed_over || pool.capacity != capacity_type::spot || missing == 0
+      || std::none_of(res.errors.begin(), res.errors.end(), listed))
+    return false;
+  job.failed_over = true;
+  job.call.capacity = capacity_type::on_demand;
+  job.call.count = static_cast<int32_t>(missing);
+  job.call.client_token = job.request.client_token + "-od";
+  job.call_attempts = 0;
+  self->state.stats->add("ghscale_spot_failover_total", {{"pool", pool.name}});
+  log::info("spot shortfall fails over to on-demand",
+            {{"pool", pool.name}, {"missing", static_cast<uint64_t>(missing)},
+             {"code", res.errors.front().code}});
+  call_fleet(self, id);
+  return true;
+}
+
+void on_fleet_result(launcher_ptr self, uint64_t id, fleet_result& res) {
+  auto& job = self->state.launches.at(id);
+  auto wanted = static_cast<size_t>(job.call.count);
+  // More than asked for is EC2's bug, not capacity to keep.
+  for (size_t i = wanted; i < res.instances.size(); ++i)
+    terminate_instance(self, job.pool->name, res.instances[i].instance_id);
+  if (res.instances.size() > wanted)
+    res.instances.resize(wanted);
+  if (res.instances.size() < wanted)
+    job.shortfall = res.errors.empty()
+                      ? fleet_error{"InsufficientInstanceCapacity",
+                                    "CreateFleet returned "
+                                      + std::to_string(res.instances.size())
+                                      + " of " + std::to_string(wanted)
+                                      + " instances",
+                                    "", "", job.call.capacity}
+                      : res.errors.front();
+  job.instances.insert(job.instances.end(), res.instances.begin(),
+                       res.instances.end());
+  log::info("CreateFleet answered",
+            {{"pool", job.pool->name}, {"capacity", to_string(job.call.capacity)},
+             {"requested", static_cast<uint64_t>(wanted)},
+             {"instances", static_cast<uint64_t>(res.instances.size())},
+             {"errors", static_cast<uint64_t>(res.errors.size())}});
+  if (!fail_over(self, id, res))
+    assign_instances(self, id);
+}
+
+bool retryable(const caf::error& err) {
+  return err == errc::throttled || err == errc::backend_failure
+         || err == errc::timeout || err == caf::sec::request_timeout;
+}
+
+void on_fleet_error(launcher_ptr self, uint64_t id, const caf::error& err) {
+  auto& st = self->state;
+  auto& job = st.launches.at(id);
+  auto throttled = err == errc::throttled;
+  if (throttled)
+    st.stats->add("ghscale_aws_throttles_total", {{"api", "CreateFleet"}});
+  if (retryable(err) && job.call_attempts < max_fleet_attempts) {
+    auto delay = jittered_backoff(fleet_retry_base, fleet_retry_max,
+                                  job.call_attempts, fleet_retry_jitter, st.rng);
+    if (now(self) + delay < job.deadline) {
+      log::warn("CreateFleet retry",
+                {{"pool", job.pool->name}, {"attempt", job.call_attempts},
+                 {"delay_ms", to_ms(delay)}, {"error", describe(err)}});
+      // The typed interface stays two handlers wide (the scaler and tests
+      // stand mocks up behind it), so this one internal timer travels as a
+      // dynamically typed message to the default handler.
+      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), delay,
+                             atom::flush_v, id);
+      return;
+    }
+  }
+  log::error("CreateFleet gave up",
+             {{"pool", job.pool->name}, {"attempts", job.call_attempts},
+              {"error", describe(err)}});
+  job.shortfall = fleet_error{throttled ? "RequestLimitExceeded"
+                                        : "CreateFleetFailed",
+                              describe(err), "", "", job.call.capacity};
+  assign_instances(self, id);
+}
+
+void call_fleet(launcher_ptr self, uint64_t id) {
+  auto& st = self->state;
+  auto& job = st.launches.at(id);
+  ++job.call_attempts;
+  count_aws_call(self, "CreateFleet");
+  self->request(st.ec2, st.timeouts.aws_call, atom::fleet_v, job.call)
+    .then([self, id](fleet_result& res) { on_fleet_result(self, id, res); },
+          [self, id](caf::error& err) { on_fleet_error(self, id, err); });
+}
+
+caf::result<launch_result> launch(launcher_ptr self, launch_request& req) {
+  auto& st = self->state;
+  auto pool = st.pools.find(req.pool);
+  if (pool == st.pools.end())
+    return caf::make_error(errc::unknown_pool, "launch: no pool " + req.pool);
+  if (st.apps.count(pool->second.github_app) == 0)
+    return caf::make_error(errc::invalid_config,
+                           "launch: pool " + req.pool + " names unknown App "
+                             + pool->second.github_app);
+  if (req.runners.empty())
+    return launch_result{};
+  auto id = st.next_launch++;
+  auto& job = st.launches[id];
+  job.pool = &pool->second;
+  job.call = fleet_call_for(pool->second, req);
+  job.request = std::move(req);
+  job.promise = self->make_response_promise<launch_result>();
+  job.deadline = now(self) + st.timeouts.launch;
+  job.unsettled = job.request.runners.size();
+  log::info("launch", {{"pool", job.pool->name},
+                       {"token", job.request.client_token},
+                       {"count", job.call.count},
+                       {"capacity", to_string(job.call.capacity)}});
+  call_fleet(self, id);
+  return job.promise;
+}
+
+} // namespace
+
+fleet_launcher_actor::behavior_type
+fleet_launcher(fleet_launcher_actor::stateful_pointer<fleet_launcher_state> self,
+               std::vector<pool_config> pools, aws_config aws,
+               timeouts_config timeouts, ec2_actor ec2, ssm_actor ssm,
+               std::map<std::string, github_app_actor> apps,
+               metrics_ptr stats, uint64_t seed) {
+  auto& st = self->state;
+  for (auto& pool : pools) {
+    auto name = pool.name;
+    st.pools.emplace(std::move(name), std::move(pool));
+  }
+  st.aws = std::move(aws);
+  st.timeouts = timeouts;
+  st.ec2 = std::move(ec2);
+  st.ssm = std::move(ssm);
+  st.apps = std::move(apps);
+  st.stats = std::move(stats);
+  st.rng.seed(seed);
+  self->set_default_handler(
+    [self](caf::scheduled_actor*,
+           caf::message_view& xs) -> caf::result<caf::message> {
+      auto msg = xs.move_content_to_message();
+      if (!msg.match_elements<atom::flush, uint64_t>())
+        return caf::sec::unexpected_message;
+      auto id = msg.get_as<uint64_t>(1);
+      if (self->state.launches.count(id) != 0)
+        call_fleet(self, id);
+      return caf::message{};
+    });
+  return {
+    [self](atom::launch, launch_request& req) { return launch(self, req); },
+    [self](atom::terminate, instance_ids& ids) -> caf::result<batch_result> {
+      count_aws_call(self, "TerminateInstances");
+      return self->delegate(self->state.ec2, atom::terminate_v, std::move(ids));
+    },
+  };
+}
+
+} // namespace ghscale

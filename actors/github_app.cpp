@@ -1,0 +1,127 @@
+#include "actors/github_app.hpp"
+
+#include "actors/installation_client.hpp"
+#include "actors/log.hpp"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+namespace ghscale {
+
+namespace {
+
+using namespace std::chrono_literals;
+using app_ptr = github_app_actor::stateful_pointer<github_app_state>;
+
+/// A minted App JWT is valid for 9 minutes (GitHub allows at most 10); it is
+/// reused until a minute before that, so no call carries one about to lapse.
+constexpr caf::timespan jwt_validity = 9min;
+constexpr caf::timespan jwt_reuse_margin = 60s;
+
+caf::timespan now(app_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+caf::expected<secret_string> app_jwt(app_ptr self, const jwt_minter& jwt) {
+  auto& st = self->state;
+  auto t = now(self);
+  if (!st.jwt.empty() && t < st.jwt_reuse_until)
+    return st.jwt;
+  auto fresh = jwt(t);
+  if (!fresh)
+    return std::move(fresh.error());
+  st.jwt = std::move(*fresh);
+  st.jwt_reuse_until = t + jwt_validity - jwt_reuse_margin;
+  return st.jwt;
+}
+
+/// Turns GitHub's answer to a token mint into the reply: 201 or an error
+/// that names the status, never the credential.
+caf::expected<github_response> mint_result(app_ptr self, github_response& res) {
+  if (res.status == 201)
+    return std::move(res);
+  if (res.status == 401) // GitHub refused the JWT: sign a new one next time
+    self->state.jwt = {};
+  auto code = res.status >= 500 ? errc::backend_failure : errc::rejected;
+  return caf::make_error(code, "create_installation_token: "
+                                 + std::to_string(res.status) + " "
+                                 + res.message);
+}
+
+installation_client_actor client_of(app_ptr self, int64_t installation_id,
+                                    const github_app_config& app,
+                                    const timeouts_config& timeouts,
+                                    const github_api_actor& api,
+                                    const metrics_ptr& stats, uint64_t seed) {
+  auto& clients = self->state.clients;
+  if (auto i = clients.find(installation_id); i != clients.end())
+    return i->second;
+  auto client = self->spawn<caf::linked>(
+    installation_client, installation_id, app, timeouts,
+    caf::actor_cast<github_app_actor>(self), api, stats,
+    seed ^ static_cast<uint64_t>(installation_id));
+  clients.emplace(installation_id, client);
+  log::info("installation client started",
+            {{"app", app.name}, {"installation", installation_id}});
+  return client;
+}
+
+} // namespace
+
+github_app_actor::behavior_type
+github_app(github_app_actor::stateful_pointer<github_app_state> self,
+           github_app_config app, timeouts_config timeouts, jwt_minter jwt,
+           github_api_actor api, metrics_ptr stats, uint64_t seed) {
+  // A client's exit drops it, so the next `client` request spawns a fresh
+  // one; any other exit request (the supervisor, a shutdown) ends the App
+  // and, through the links, its clients.
+  self->set_exit_handler([self, name = app.name](caf::exit_msg& msg) {
+    auto& clients = self->state.clients;
+    auto i = std::find_if(clients.begin(), clients.end(), [&](auto& entry) {
+      return entry.second.address() == msg.source;
+    });
+    if (i == clients.end()) {
+      self->quit(msg.reason);
+      return;
+    }
+    log::warn("installation client exited",
+              {{"app", name}, {"installation", i->first},
+               {"reason", describe(msg.reason)}});
+    clients.erase(i);
+  });
+  return {
+    [=](atom::client, int64_t installation_id) {
+      return client_of(self, installation_id, app, timeouts, api, stats, seed);
+    },
+    [=](atom::mint, int64_t installation_id) -> caf::result<github_response> {
+      auto credential = app_jwt(self, jwt);
+      if (!credential) {
+        log::error("app jwt unavailable",
+                   {{"app", app.name}, {"error", describe(credential.error())}});
+        return std::move(credential.error());
+      }
+      github_request call;
+      call.op = github_op::create_installation_token;
+      call.installation_id = installation_id;
+      call.credential = std::move(*credential);
+      auto rp = self->make_response_promise<github_response>();
+      self->request(api, timeouts.github_call, atom::call_v, std::move(call))
+        .then(
+          [self, rp, stats](github_response& res) mutable {
+            stats->add("ghscale_github_requests_total",
+                       {{"op", to_string(github_op::create_installation_token)},
+                        {"status", std::to_string(res.status)}});
+            auto result = mint_result(self, res);
+            if (result)
+              rp.deliver(std::move(*result));
+            else
+              rp.deliver(std::move(result.error()));
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
+}
+
+} // namespace ghscale

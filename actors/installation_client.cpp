@@ -1,0 +1,551 @@
+#include "actors/installation_client.hpp"
+
+#include "actors/backoff.hpp"
+#include "actors/log.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace ghscale {
+
+namespace {
+
+using namespace std::chrono_literals;
+using client_ptr =
+  installation_client_actor::stateful_pointer<installation_client_state>;
+
+/// GitHub's secondary limit on content-creating requests counts per minute.
+constexpr caf::timespan write_window = 60s;
+/// A token can answer 404 for a few seconds after its mint while GitHub
+/// replicates it; such a 404 is retried, not believed.
+constexpr caf::timespan replication_lag = 10s;
+/// GitHub's advice for a secondary limit answered without retry-after.
+constexpr caf::timespan default_secondary_pause = 60s;
+/// Even with a reset time in the past, wait this long after a primary 403.
+constexpr caf::timespan min_primary_pause = 1s;
+constexpr caf::timespan retry_base = 1s;
+constexpr caf::timespan retry_max = 60s;
+constexpr double retry_jitter = 0.2;
+
+caf::timespan now(client_ptr self) {
+  return self->clock().now().time_since_epoch();
+}
+
+int64_t to_ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
+
+// -- response classification ---------------------------------------------------
+
+/// What a GitHub answer asks of the client.
+enum class reaction {
+  succeed,
+  reauthenticate,  // 401: the token is no good
+  secondary_limit, // 403/429 with retry-after: everything waits
+  primary_limit,   // 403 with the hourly budget spent
+  retry,           // transient: 5xx, or a 404 right after the mint
+  not_found,
+  reject,
+};
+
+reaction classify(const github_response& res, bool token_is_fresh) {
+  auto status = res.status;
+  if (status >= 200 && status < 300)
+    return reaction::succeed;
+  if (status == 401)
+    return reaction::reauthenticate;
+  if ((status == 403 || status == 429) && res.retry_after > 0s)
+    return reaction::secondary_limit;
+  if (status == 403 && res.rate.limit > 0 && res.rate.remaining == 0)
+    return reaction::primary_limit;
+  if (status == 429)
+    return reaction::secondary_limit;
+  if (status >= 500)
+    return reaction::retry;
+  if (status == 404)
+    return token_is_fresh ? reaction::retry : reaction::not_found;
+  return reaction::reject;
+}
+
+// -- small helpers --------------------------------------------------------------
+
+label_set installation_label(client_ptr self) {
+  return {{"installation", std::to_string(self->state.installation_id)}};
+}
+
+size_t queued_count(const installation_client_state& st) {
+  size_t n = st.backing_off.size();
+  for (auto& queue : st.queues)
+    n += queue.size();
+  return n;
+}
+
+bool has_queued(const installation_client_state& st) {
+  return std::any_of(st.queues.begin(), st.queues.end(),
+                     [](auto& queue) { return !queue.empty(); });
+}
+
+std::deque<github_work>& queue_of(installation_client_state& st,
+                                  request_priority priority) {
+  return st.queues[static_cast<size_t>(priority)];
+}
+
+void requeue_front(client_ptr self, github_work item) {
+  auto& queue = queue_of(self->state, item.priority);
+  queue.push_front(std::move(item));
+}
+
+/// Arms a `flush` for `at` unless one fires no later than that.
+void arm_flush(client_ptr self, caf::timespan at) {
+  auto& st = self->state;
+  if (st.flush_at && *st.flush_at <= at)
+    return;
+  st.flush_at = at;
+  self->delayed_send(self, std::max(at - now(self), caf::timespan{0}),
+                     atom::flush_v);
+}
+
+void forget_old_writes(installation_client_state& st, caf::timespan t) {
+  while (!st.write_starts.empty() && st.write_starts.front() + write_window <= t)
+    st.write_starts.pop_front();
+}
+
+bool token_usable(const installation_client_state& st, caf::timespan t) {
+  return !st.token.empty() && t < st.token_usable_until;
+}
+
+/// When requests may start again, as far as the rate limits go.
+caf::timespan hold_until(const installation_client_state& st) {
+  auto hold = st.paused_until;
+  if (st.rate.limit > 0 && st.rate.remaining == 0)
+    hold = std::max(hold, st.rate.reset_at);
+  return hold;
+}
+
+void finish(github_work& item, caf::expected<github_response> result) {
+  item.done(std::move(result));
+}
+
+void fail(github_work& item, errc code, std::string what) {
+  finish(item, caf::make_error(code, std::move(what)));
+}
+
+void fail_all_queued(client_ptr self, const caf::error& err) {
+  for (auto& queue : self->state.queues) {
+    auto items = std::move(queue);
+    queue.clear();
+    for (auto& item : items)
+      item.done(err);
+  }
+}
+
+// -- token ----------------------------------------------------------------------
+
+void on_token(client_ptr self, github_response& res) {
+  auto& st = self->state;
+  auto t = now(self);
+  st.minting = false;
+  st.mint_failures = 0;
+  st.token = std::move(res.secret);
+  st.token_minted_at = t;
+  ++st.token_generation;
+  // A token whose lifetime is shorter than the refresh margin is still used
+  // for half its life, so a short-lived token cannot cause a mint per request.
+  st.token_usable_until = std::max(res.expires_at - st.app.token_refresh_before,
+                                   t + (res.expires_at - t) / 2);
+  log::info("installation token minted",
+            {{"installation", st.installation_id},
+             {"usable_for_s", to_ms(st.token_usable_until - t) / 1000}});
+}
+
+void on_mint_failure(client_ptr self, const caf::error& err) {
+  auto& st = self->state;
+  st.minting = false;
+  ++st.mint_failures;
+  auto what = describe(err);
+  log::warn("installation token mint failed",
+            {{"installation", st.installation_id},
+             {"failures", st.mint_failures},
+             {"error", what}});
+  if (st.mint_failures >= st.app.max_retries) {
+    st.mint_failures = 0;
+    fail_all_queued(self, caf::make_error(errc::backend_failure,
+                                          "token mint failed: " + what));
+    return;
+  }
+  st.next_mint_at = now(self) + jittered_backoff(retry_base, retry_max,
+                                                 st.mint_failures, retry_jitter,
+                                                 st.rng);
+}
+
+void pump(client_ptr self);
+
+/// Starts the one mint of a fresh token unless it runs or backs off.
+void request_token(client_ptr self, caf::timespan t) {
+  auto& st = self->state;
+  if (st.minting)
+    return;
+  if (t < st.next_mint_at) {
+    arm_flush(self, st.next_mint_at);
+    return;
+  }
+  st.minting = true;
+  ++st.token_mints;
+  // The App makes its own GitHub call of up to `github_call`: leave it room.
+  self->request(st.minter, 2 * st.timeouts.github_call, atom::mint_v,
+                st.installation_id)
+    .then(
+      [self](github_response& res) {
+        if (res.secret.empty() || res.expires_at <= now(self))
+          on_mint_failure(self, caf::make_error(errc::backend_failure,
+                                                "minted token already expired"));
+        else
+          on_token(self, res);
+        pump(self);
+      },
+      [self](caf::error& err) {
+        on_mint_failure(self, err);
+        pump(self);
+      });
+}
+
+// -- responses --------------------------------------------------------------------
+
+void observe_rate(client_ptr self, const rate_limit& rate) {
+  if (rate.limit == 0) // headers absent
+    return;
+  self->state.rate = rate;
+  self->state.stats->set("ghscale_github_rate_remaining",
+                         installation_label(self),
+                         static_cast<double>(rate.remaining));
+}
+
+/// Retries a transiently failed request after a backoff, or gives up.
+void retry_later(client_ptr self, github_work item, const std::string& status) {
+  auto& st = self->state;
+  auto op = to_string(item.request.op);
+  if (item.attempts > st.app.max_retries) {
+    log::warn("github request failed",
+              {{"installation", st.installation_id}, {"op", op},
+               {"status", status}, {"attempts", item.attempts}});
+    fail(item, errc::backend_failure,
+         op + ": " + status + " after " + std::to_string(item.attempts)
+           + " attempts");
+    return;
+  }
+  auto delay = jittered_backoff(retry_base, retry_max, item.attempts,
+                                retry_jitter, st.rng);
+  ++st.retries;
+  st.stats->add("ghscale_github_retries_total", {{"op", op}});
+  log::info("github request retry",
+            {{"installation", st.installation_id}, {"op", op},
+             {"status", status}, {"attempt", item.attempts},
+             {"delay_ms", to_ms(delay)}});
+  st.backing_off.emplace(now(self) + delay, std::move(item));
+}
+
+void pause_all(client_ptr self, caf::timespan until, const char* why) {
+  auto& st = self->state;
+  st.paused_until = std::max(st.paused_until, until);
+  log::warn("github requests paused",
+            {{"installation", st.installation_id}, {"reason", why},
+             {"for_ms", to_ms(st.paused_until - now(self))}});
+}
+
+void on_response(client_ptr self, github_work item, github_response& res) {
+  auto& st = self->state;
+  auto t = now(self);
+  auto op = to_string(item.request.op);
+  auto status = std::to_string(res.status);
+  st.stats->add("ghscale_github_requests_total", {{"op", op}, {"status", status}});
+  observe_rate(self, res.rate);
+  switch (classify(res, t - item.token_minted_at < replication_lag)) {
+    case reaction::succeed:
+      finish(item, std::move(res));
+      return;
+    case reaction::reauthenticate:
+      if (item.reauthenticated) {
+        fail(item, errc::rejected, op + ": 401 " + res.message);
+        return;
+      }
+      item.reauthenticated = true;
+      // Only the token this request used is known bad; a newer one may be fine.
+      if (item.token_generation == st.token_generation)
+        st.token = {};
+      requeue_front(self, std::move(item));
+      return;
+    case reaction::secondary_limit:
+      pause_all(self,
+                t + (res.retry_after > 0s ? res.retry_after
+                                          : default_secondary_pause),
+                "secondary_limit");
+      requeue_front(self, std::move(item));
+      return;
+    case reaction::primary_limit:
+      pause_all(self, std::max(res.rate.reset_at, t + min_primary_pause),
+                "primary_limit");
+      requeue_front(self, std::move(item));
+      return;
+    case reaction::retry:
+      retry_later(self, std::move(item), status);
+      return;
+    case reaction::not_found:
+      fail(item, errc::not_found, op + ": 404 " + res.message);
+      return;
+    case reaction::reject:
+      fail(item, errc::rejected, op + ": " + status + " " + res.message);
+      return;
+  }
+}
+
+void on_transport_error(client_ptr self, github_work item, const caf::error& err) {
+  auto status = err == caf::sec::request_timeout ? std::string{"timeout"}
+                                                  : describe(err);
+  self->state.stats->add("ghscale_github_requests_total",
+                         {{"op", to_string(item.request.op)},
+                          {"status", err == caf::sec::request_timeout
+                                       ? "timeout" : "error"}});
+  retry_later(self, std::move(item), status);
+}
+
+// -- dispatching ------------------------------------------------------------------
+
+github_work take_in_flight(client_ptr self, uint64_t serial) {
+  auto& in_flight = self->state.in_flight;
+  auto i = in_flight.find(serial);
+  auto item = std::move(i->second);
+  in_flight.erase(i);
+  return item;
+}
+
+void send(client_ptr self, github_work item, caf::timespan t) {
+  auto& st = self->state;
+  ++item.attempts;
+  item.token_generation = st.token_generation;
+  item.token_minted_at = st.token_minted_at;
+  ++st.requests_sent;
+  if (is_mutation(item.request.op))
+    st.write_starts.push_back(t);
+  auto call = item.request;
+  call.credential = st.token;
+  auto serial = st.next_serial++;
+  st.in_flight.emplace(serial, std::move(item));
+  self->request(st.api, st.timeouts.github_call, atom::call_v, std::move(call))
+    .then(
+      [self, serial](github_response& res) {
+        on_response(self, take_in_flight(self, serial), res);
+        pump(self);
+      },
+      [self, serial](caf::error& err) {
+        on_transport_error(self, take_in_flight(self, serial), err);
+        pump(self);
+      });
+}
+
+/// Moves requests whose backoff has passed to the front of their queues.
+void release_backed_off(client_ptr self, caf::timespan t) {
+  auto& st = self->state;
+  auto due_end = st.backing_off.upper_bound(t);
+  // Latest first, so the earliest ends up at the very front.
+  for (auto i = std::make_reverse_iterator(due_end); i != st.backing_off.rend();
+       ++i)
+    requeue_front(self, std::move(i->second));
+  st.backing_off.erase(st.backing_off.begin(), due_end);
+  if (!st.backing_off.empty())
+    arm_flush(self, st.backing_off.begin()->first);
+}
+
+/// The queue whose head may start now: the highest priority one, skipping
+/// queues headed by a mutation while the write window is full.
+std::deque<github_work>* next_startable(installation_client_state& st,
+                                        caf::timespan t) {
+  forget_old_writes(st, t);
+  bool writes_open = st.write_starts.size()
+                     < static_cast<size_t>(st.app.writes_per_minute);
+  for (auto& queue : st.queues)
+    if (!queue.empty() && (writes_open || !is_mutation(queue.front().request.op)))
+      return &queue;
+  return nullptr;
+}
+
+/// Starts every queued request the token, the limits and the concurrency
+/// allow; arms a `flush` for when a blocking limit lifts. Runs after every
+/// state change.
+void pump(client_ptr self) {
+  auto& st = self->state;
+  auto t = now(self);
+  release_backed_off(self, t);
+  while (has_queued(st)) {
+    if (!token_usable(st, t)) {
+      request_token(self, t);
+      break;
+    }
+    if (auto hold = hold_until(st); hold > t) {
+      arm_flush(self, hold);
+      break;
+    }
+    if (st.in_flight.size() >= static_cast<size_t>(st.app.max_concurrency))
+      break;
+    auto* queue = next_startable(st, t);
+    if (queue == nullptr) {
+      arm_flush(self, st.write_starts.front() + write_window);
+      break;
+    }
+    auto item = std::move(queue->front());
+    queue->pop_front();
+    send(self, std::move(item), t);
+  }
+  st.stats->set("ghscale_github_queue_depth", installation_label(self),
+                static_cast<double>(queued_count(st)));
+}
+
+void enqueue(client_ptr self, request_priority priority, github_request request,
+             github_completion done) {
+  request.installation_id = self->state.installation_id;
+  github_work item;
+  item.request = std::move(request);
+  item.priority = priority;
+  item.done = std::move(done);
+  queue_of(self->state, priority).push_back(std::move(item));
+}
+
+// -- public requests --------------------------------------------------------------
+
+github_request registration_call(const registration_request& req) {
+  github_request call;
+  call.op = req.ephemeral ? github_op::generate_jit_config
+                          : github_op::create_registration_token;
+  call.target = req.target;
+  call.runner_name = req.runner_name;
+  call.labels = req.labels;
+  call.runner_group = req.runner_group;
+  return call;
+}
+
+/// Fetches `page` and the ones after it, then answers with all runners.
+void list_runners_from(client_ptr self, repository_ref target, int32_t page,
+                       std::shared_ptr<runner_list> found,
+                       caf::typed_response_promise<runner_list> rp) {
+  github_request call;
+  call.op = github_op::list_runners;
+  call.target = target;
+  call.page = page;
+  enqueue(self, request_priority::cleanup, std::move(call),
+          [=](caf::expected<github_response> res) mutable {
+            if (!res) {
+              rp.deliver(res.error());
+              return;
+            }
+            auto& runners = found->runners;
+            runners.insert(runners.end(),
+                           std::make_move_iterator(res->runners.begin()),
+                           std::make_move_iterator(res->runners.end()));
+            if (res->has_next_page)
+              list_runners_from(self, target, page + 1, found, rp);
+            else
+              rp.deliver(std::move(*found));
+          });
+}
+
+budget_status budget_of(client_ptr self) {
+  auto& st = self->state;
+  forget_old_writes(st, now(self));
+  budget_status out;
+  out.primary = st.rate;
+  out.in_flight = static_cast<int32_t>(st.in_flight.size());
+  out.queued = static_cast<int32_t>(queued_count(st));
+  out.write_tokens = std::max<double>(
+    0, st.app.writes_per_minute - static_cast<double>(st.write_starts.size()));
+  out.requests_sent = st.requests_sent;
+  out.retries = st.retries;
+  out.token_mints = st.token_mints;
+  return out;
+}
+
+} // namespace
+
+installation_client_actor::behavior_type
+installation_client(
+  installation_client_actor::stateful_pointer<installation_client_state> self,
+  int64_t installation_id, github_app_config app, timeouts_config timeouts,
+  github_app_actor minter, github_api_actor api, metrics_ptr stats,
+  uint64_t seed) {
+  auto& st = self->state;
+  st.installation_id = installation_id;
+  st.app = std::move(app);
+  st.timeouts = timeouts;
+  st.minter = std::move(minter);
+  st.api = std::move(api);
+  st.stats = std::move(stats);
+  st.rng.seed(seed);
+  return {
+    [self](atom::registration,
+           registration_request& req) -> caf::result<runner_registration> {
+      auto rp = self->make_response_promise<runner_registration>();
+      enqueue(self, request_priority::register_runner, registration_call(req),
+              [rp, ephemeral = req.ephemeral](
+                caf::expected<github_response> res) mutable {
+                if (!res)
+                  rp.deliver(res.error());
+                else
+                  rp.deliver(runner_registration{ephemeral ? res->runner_id : 0,
+                                                 std::move(res->secret)});
+              });
+      pump(self);
+      return rp;
+    },
+    [self](atom::job_status, job_status_query& query) -> caf::result<std::string> {
+      auto rp = self->make_response_promise<std::string>();
+      github_request call;
+      call.op = github_op::get_job;
+      call.target = query.repository;
+      call.job_id = query.job_id;
+      enqueue(self, request_priority::check_job, std::move(call),
+              [rp](caf::expected<github_response> res) mutable {
+                if (!res)
+                  rp.deliver(res.error());
+                else
+                  rp.deliver(std::move(res->job_status));
+              });
+      pump(self);
+      return rp;
+    },
+    [self](atom::runners, repository_ref& target) -> caf::result<runner_list> {
+      auto rp = self->make_response_promise<runner_list>();
+      list_runners_from(self, std::move(target), 1,
+                        std::make_shared<runner_list>(), rp);
+      pump(self);
+      return rp;
+    },
+    [self](atom::unregister, runner_removal& removal) -> caf::result<int64_t> {
+      auto rp = self->make_response_promise<int64_t>();
+      github_request call;
+      call.op = github_op::delete_runner;
+      call.target = removal.target;
+      call.runner_id = removal.runner_id;
+      enqueue(self, request_priority::cleanup, std::move(call),
+              [rp, id = removal.runner_id](
+                caf::expected<github_response> res) mutable {
+                // A registration that is already gone is what we wanted.
+                if (res || res.error() == errc::not_found)
+                  rp.deliver(id);
+                else
+                  rp.deliver(res.error());
+              });
+      pump(self);
+      return rp;
+    },
+    [self](atom::budget) { return budget_of(self); },
+    [self](atom::flush) {
+      auto& st = self->state;
+      if (st.flush_at && *st.flush_at <= now(self))
+        st.flush_at.reset();
+      pump(self);
+    },
+  };
+}
+
+} // namespace ghscale
