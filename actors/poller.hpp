@@ -7,12 +7,22 @@
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
 #include <map>
+#include <random>
+#include <vector>
 
 #include <caf/all.hpp>
 
 namespace ghscale {
 
 struct poller_state {
+  bool receiving = false;  // a receive call is in flight
+  bool processing = false; // a batch is being decided or its outcomes applied
+  bool draining = false;   // drain asked: receive no more
+  /// Drain requests, answered once the loop has stopped.
+  std::vector<caf::typed_response_promise<bool>> drain_waiters;
+  /// Consecutive failed receives, for the backoff before the next one.
+  int32_t receive_failures = 0;
+  std::mt19937_64 rng;
   static inline const char* name = "poller";
 };
 

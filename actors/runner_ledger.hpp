@@ -9,9 +9,59 @@
 
 #include <caf/all.hpp>
 
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <unordered_map>
+
 namespace ghscale {
 
+/// One runner as the ledger knows it.
+struct runner_record {
+  /// The instance id, or "slot-<reservation>-<n>" while `requested`.
+  std::string id;
+  runner_state state = runner_state::requested;
+  /// The job it was launched for; job_id 0 for idle top-ups and for
+  /// instances found by reconciliation.
+  job_key job{0, 0};
+  std::string runner_name;
+  /// The reservation that requested it (requested slots only).
+  uint64_t reservation = 0;
+  caf::actor_clock::time_point requested_at;
+  caf::actor_clock::time_point launched_at;
+  caf::actor_clock::time_point started_at;
+  bool is_topup() const noexcept { return job.job_id == 0; }
+};
+
+/// Why the ledger remembers a job key: a slot was reserved for it (forgotten
+/// again if the launch does not fill it), or a runner was seen taking it.
+enum class served_by : uint8_t { reservation, observed };
+
+struct served_job {
+  served_by source = served_by::reservation;
+  caf::actor_clock::time_point since;
+};
+
 struct runner_ledger_state {
+  /// Every runner, by id.
+  std::map<std::string, runner_record> runners;
+  /// Dedupe memory: jobs that have (or had) a runner, kept for a day.
+  std::unordered_map<job_key, served_job> served;
+  /// Reservations whose requested slots expired before their report came,
+  /// with the time they expired: a late report still records its runners.
+  std::map<uint64_t, caf::actor_clock::time_point> expired_reservations;
+  uint64_t next_reservation = 1;
+  /// False until the first reconciliation answered.
+  bool reconciled = false;
+  bool reconciling = false;
+  /// Consecutive failed reconciliations, for the retry backoff.
+  int32_t reconcile_failures = 0;
+  /// When the periodic reconciliation is due next (one timer at a time).
+  caf::actor_clock::time_point next_periodic_reconcile;
+  /// When the dedupe memory was last swept.
+  caf::actor_clock::time_point memory_swept_at;
+  std::mt19937_64 rng;
   static inline const char* name = "runner_ledger";
 };
 

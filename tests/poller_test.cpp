@@ -1,0 +1,463 @@
+// The poll loop against mock queues, scalers and a ledger, in virtual time.
+#include "actors/poller.hpp"
+#include "transport/workflow_job.hpp"
+
+#include <caf/scheduler/test_coordinator.hpp>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+
+using namespace ghscale;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A queue that records every call. Receives are answered from `receives`;
+/// once that is empty they are held until a `flush`, which answers them
+/// with the next scripted batch (or an empty one).
+struct queue_script {
+  std::deque<caf::expected<received_batch>> receives;
+  std::vector<receive_request> receive_calls;
+  std::vector<caf::typed_response_promise<received_batch>> held;
+  std::vector<std::vector<std::string>> removes;
+  std::vector<std::vector<visibility_change>> visibility;
+  std::vector<std::vector<outgoing_message>> enqueued;
+  std::set<std::string> failing; // entry ids answered as failed
+};
+
+using queue_mock_actor = queue_actor::extend<caf::reacts_to<atom::flush>>;
+
+batch_result answer_entries(const queue_script& script,
+                            const std::vector<std::string>& ids) {
+  batch_result out;
+  for (auto& id : ids)
+    if (script.failing.count(id) > 0)
+      out.failed.push_back(batch_entry_error{id, "InternalError", "scripted"});
+    else
+      out.succeeded.push_back(id);
+  return out;
+}
+
+queue_mock_actor spawn_queue(caf::actor_system& sys,
+                             std::shared_ptr<queue_script> script) {
+  // Collaborators are spawn arguments, as CAF 0.17.6 trips UBSan on a
+  // function actor spawned without any.
+  return sys.spawn([](queue_mock_actor::pointer self,
+                      std::shared_ptr<queue_script> script)
+                     -> queue_mock_actor::behavior_type {
+    auto next = [script]() -> caf::expected<received_batch> {
+      if (script->receives.empty())
+        return received_batch{};
+      auto x = std::move(script->receives.front());
+      script->receives.pop_front();
+      return x;
+    };
+    return {
+      [=](atom::receive, const receive_request& req) -> caf::result<received_batch> {
+        script->receive_calls.push_back(req);
+        if (script->receives.empty()) {
+          script->held.push_back(self->make_response_promise<received_batch>());
+          return script->held.back();
+        }
+        auto x = next();
+        if (!x)
+          return x.error();
+        return *x;
+      },
+      [=](atom::remove, const std::vector<std::string>& receipts) {
+        script->removes.push_back(receipts);
+        return answer_entries(*script, receipts);
+      },
+      [=](atom::visibility, const std::vector<visibility_change>& changes) {
+        script->visibility.push_back(changes);
+        std::vector<std::string> ids;
+        for (auto& c : changes)
+          ids.push_back(c.receipt);
+        return answer_entries(*script, ids);
+      },
+      [=](atom::enqueue, const std::vector<outgoing_message>& msgs) {
+        script->enqueued.push_back(msgs);
+        std::vector<std::string> ids;
+        for (size_t i = 0; i < msgs.size(); ++i)
+          ids.push_back(std::to_string(i));
+        return answer_entries(*script, ids);
+      },
+      [](atom::depth) { return queue_depth{}; },
+      [=](atom::flush) {
+        for (auto& promise : script->held) {
+          auto x = next();
+          if (x)
+            promise.deliver(*x);
+          else
+            promise.deliver(x.error());
+        }
+        script->held.clear();
+      },
+    };
+  }, std::move(script));
+}
+
+/// A scaler that records requests and answers with `answer`, or holds them
+/// until a flush when `answer` is empty.
+struct scaler_script {
+  std::vector<scale_request> calls;
+  std::function<caf::expected<batch_outcome>(const scale_request&)> answer;
+  std::vector<std::pair<caf::typed_response_promise<batch_outcome>, scale_request>>
+    held;
+  std::function<caf::expected<batch_outcome>(const scale_request&)> on_flush;
+};
+
+scaler_actor spawn_scaler(caf::actor_system& sys,
+                          std::shared_ptr<scaler_script> script) {
+  return sys.spawn([](scaler_actor::pointer self,
+                      std::shared_ptr<scaler_script> script)
+                     -> scaler_actor::behavior_type {
+    return {
+      [=](atom::scale, const scale_request& req) -> caf::result<batch_outcome> {
+        script->calls.push_back(req);
+        if (!script->answer) {
+          script->held.emplace_back(self->make_response_promise<batch_outcome>(), req);
+          return script->held.back().first;
+        }
+        auto x = script->answer(req);
+        if (!x)
+          return x.error();
+        return *x;
+      },
+      [=](atom::flush, uint64_t) {
+        for (auto& [promise, req] : script->held)
+          promise.deliver(*script->on_flush(req));
+        script->held.clear();
+      },
+    };
+  }, std::move(script));
+}
+
+lifecycle_sink_actor spawn_ledger(caf::actor_system& sys,
+                                  std::shared_ptr<std::vector<job_event>> seen) {
+  return sys.spawn(
+    [](std::shared_ptr<std::vector<job_event>> seen)
+      -> lifecycle_sink_actor::behavior_type {
+      return {[=](atom::observe, const job_event& ev) { seen->push_back(ev); }};
+    },
+    std::move(seen));
+}
+
+job_event event(job_action action, int64_t job_id,
+                std::vector<std::string> labels = {"self-hosted", "linux"}) {
+  job_event ev;
+  ev.action = action;
+  ev.key = job_key{job_id, 1};
+  ev.run_id = 100 + job_id;
+  ev.repository = repository_ref{"octo", "hello", owner_type::organization};
+  ev.installation_id = 7;
+  ev.labels = std::move(labels);
+  if (action != job_action::queued)
+    ev.runner_name = "linux-i-1";
+  return ev;
+}
+
+queue_message message(std::string receipt, std::string body,
+                      int32_t receive_count = 1) {
+  return queue_message{"id-" + receipt, std::move(receipt), std::move(body),
+                       receive_count, caf::timespan{0}};
+}
+
+queue_message message(std::string receipt, const job_event& ev,
+                      int32_t receive_count = 1) {
+  return message(std::move(receipt), to_webhook_payload(ev), receive_count);
+}
+
+/// Answers every job of a request with `kind`.
+batch_outcome all(const scale_request& req, outcome_kind kind) {
+  batch_outcome out;
+  for (auto& job : req.jobs)
+    out.outcomes.push_back(message_outcome{job.receipt, kind, 3s, "scripted"});
+  return out;
+}
+
+class PollerTest : public ::testing::Test {
+protected:
+  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.inline-output", true);
+    return cfg;
+  }
+
+  PollerTest() {
+    queue.name = "jobs";
+    queue.batch_size = 10;
+    queue.wait_time = 20s;
+    queue.visibility_timeout = 30s;
+    pool_config linux_pool;
+    linux_pool.name = "linux";
+    linux_pool.queue = "jobs";
+    linux_pool.labels = {"self-hosted", "linux"};
+    routes.pools.push_back(linux_pool);
+    retry = retry_config{5s, 15min, 0.0};
+    timeouts.scale = 10s;
+  }
+
+  ~PollerTest() override {
+    for (auto& h : spawned)
+      self->send_exit(h, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Spawns the poller; it receives `batches` first, then waits.
+  void start(std::vector<std::vector<queue_message>> batches,
+             bool with_dead_letter = true) {
+    for (auto& b : batches)
+      source_script->receives.push_back(received_batch{std::move(b)});
+    auto source = spawn_queue(sys, source_script);
+    auto dlq = spawn_queue(sys, dlq_script);
+    auto scaler = spawn_scaler(sys, scaler_calls);
+    auto ledger = spawn_ledger(sys, observed);
+    routes.scalers.emplace("linux", scaler);
+    routes.ledgers.emplace("linux", ledger);
+    queue_actor dead_letter;
+    if (with_dead_letter)
+      dead_letter = dlq;
+    loop = sys.spawn(poller, queue, source, dead_letter, routes, retry,
+                     timeouts, stats, 1);
+    source_handle = source;
+    scaler_handle = scaler;
+    spawned = {caf::actor_cast<caf::actor>(loop), caf::actor_cast<caf::actor>(source),
+               caf::actor_cast<caf::actor>(dlq), caf::actor_cast<caf::actor>(scaler),
+               caf::actor_cast<caf::actor>(ledger)};
+    sched.run();
+  }
+
+  int64_t messages(const std::string& outcome) {
+    return stats->count("ghscale_messages_total",
+                        {{"queue", "jobs"}, {"outcome", outcome}});
+  }
+
+  caf::expected<bool> drain_reply() {
+    caf::expected<bool> out{caf::sec::bad_function_call};
+    self->receive([&](bool x) { out = x; },
+                  [&](caf::error& e) { out = std::move(e); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    return out;
+  }
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{prepare(cfg)};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys, true};
+  metrics_ptr stats = std::make_shared<metrics>();
+  queue_config queue;
+  poller_routes routes;
+  retry_config retry;
+  timeouts_config timeouts;
+  std::shared_ptr<queue_script> source_script = std::make_shared<queue_script>();
+  std::shared_ptr<queue_script> dlq_script = std::make_shared<queue_script>();
+  std::shared_ptr<scaler_script> scaler_calls = std::make_shared<scaler_script>();
+  std::shared_ptr<std::vector<job_event>> observed
+    = std::make_shared<std::vector<job_event>>();
+  poller_actor loop;
+  queue_mock_actor source_handle;
+  scaler_actor scaler_handle;
+  std::vector<caf::actor> spawned;
+};
+
+} // namespace
+
+TEST_F(PollerTest, ReceivesWithTheQueuesSettings) {
+  start({});
+  ASSERT_EQ(source_script->receive_calls.size(), 1u);
+  auto& req = source_script->receive_calls[0];
+  EXPECT_EQ(req.max_messages, 10);
+  EXPECT_EQ(req.wait, caf::timespan{20s});
+  EXPECT_EQ(req.visibility, caf::timespan{30s});
+}
+
+TEST_F(PollerTest, DeadLettersMalformedMessagesThenDeletesThem) {
+  start({{message("m1", "not json at all")}});
+  ASSERT_EQ(dlq_script->enqueued.size(), 1u);
+  ASSERT_EQ(dlq_script->enqueued[0].size(), 1u);
+  EXPECT_EQ(dlq_script->enqueued[0][0].body, "not json at all");
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  EXPECT_TRUE(source_script->visibility.empty());
+  EXPECT_EQ(messages("dead_lettered"), 1);
+  EXPECT_TRUE(scaler_calls->calls.empty());
+  // The loop went on to the next receive.
+  EXPECT_EQ(source_script->receive_calls.size(), 2u);
+}
+
+TEST_F(PollerTest, KeepsPoisonTheDeadLetterQueueRefused) {
+  dlq_script->failing = {"0"};
+  start({{message("m1", "{"), message("m2", "[]")}});
+  ASSERT_EQ(dlq_script->enqueued.size(), 1u);
+  EXPECT_EQ(dlq_script->enqueued[0].size(), 2u);
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m2"});
+  EXPECT_EQ(stats->count("ghscale_queue_action_failures_total",
+                         {{"queue", "jobs"}, {"action", "dead_letter"}}),
+            1);
+}
+
+TEST_F(PollerTest, ParksPoisonForTwelveHoursWithoutADeadLetterQueue) {
+  start({{message("m1", "garbage")}}, false);
+  EXPECT_TRUE(source_script->removes.empty());
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  ASSERT_EQ(source_script->visibility[0].size(), 1u);
+  EXPECT_EQ(source_script->visibility[0][0].receipt, "m1");
+  EXPECT_EQ(source_script->visibility[0][0].delay, caf::timespan{12h});
+}
+
+TEST_F(PollerTest, DeletesAndCountsUnroutedJobs) {
+  start({{message("m1", event(job_action::queued, 1, {"windows"}))}});
+  EXPECT_TRUE(scaler_calls->calls.empty());
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  EXPECT_EQ(stats->count("ghscale_jobs_unrouted_total", {{"queue", "jobs"}}), 1);
+  EXPECT_EQ(messages("acked"), 1);
+}
+
+TEST_F(PollerTest, AppliesTheScalersOutcomesPerMessage) {
+  scaler_calls->answer = [](const scale_request&) {
+    batch_outcome out;
+    out.outcomes.push_back(message_outcome{"m1", outcome_kind::done, 0s, "launched"});
+    out.outcomes.push_back(message_outcome{"m2", outcome_kind::retry, 7s, "cap"});
+    // An outcome for a receipt it was never sent is ignored.
+    out.outcomes.push_back(message_outcome{"bogus", outcome_kind::done, 0s, ""});
+    return caf::expected<batch_outcome>{std::move(out)};
+  };
+  start({{message("m1", event(job_action::queued, 1)),
+          message("m2", event(job_action::queued, 2)),
+          message("m3", event(job_action::queued, 3), 2)}});
+  ASSERT_EQ(scaler_calls->calls.size(), 1u);
+  auto& jobs = scaler_calls->calls[0].jobs;
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].receipt, "m1");
+  EXPECT_EQ(jobs[0].event.key, (job_key{1, 1}));
+  EXPECT_EQ(jobs[2].receive_count, 2);
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  auto& changes = source_script->visibility[0];
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].receipt, "m2");
+  EXPECT_EQ(changes[0].delay, caf::timespan{7s});
+  // No outcome for m3: retried after the backoff of its second receive.
+  EXPECT_EQ(changes[1].receipt, "m3");
+  EXPECT_EQ(changes[1].delay, caf::timespan{10s});
+  EXPECT_EQ(messages("acked"), 1);
+  EXPECT_EQ(messages("retried"), 2);
+  EXPECT_TRUE(dlq_script->enqueued.empty());
+  EXPECT_EQ(source_script->receive_calls.size(), 2u);
+}
+
+TEST_F(PollerTest, RetriesEverythingAScalerFailedOn) {
+  scaler_calls->answer = [](const scale_request&) -> caf::expected<batch_outcome> {
+    return caf::make_error(errc::unavailable, "scaler restarting");
+  };
+  start({{message("m1", event(job_action::queued, 1), 1),
+          message("m2", event(job_action::queued, 2), 3)}});
+  EXPECT_TRUE(source_script->removes.empty());
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  auto& changes = source_script->visibility[0];
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].delay, caf::timespan{5s});
+  EXPECT_EQ(changes[1].delay, caf::timespan{20s});
+}
+
+TEST_F(PollerTest, RetriesEverythingWhenTheScalerTimesOut) {
+  start({{message("m1", event(job_action::queued, 1))}});
+  ASSERT_EQ(scaler_calls->held.size(), 1u);
+  EXPECT_TRUE(source_script->visibility.empty());
+  sched.advance_time(timeouts.scale);
+  sched.run();
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  EXPECT_EQ(source_script->visibility[0].at(0).receipt, "m1");
+  EXPECT_TRUE(source_script->removes.empty());
+}
+
+TEST_F(PollerTest, HandsLifecycleEventsToTheLedger) {
+  start({{message("m1", event(job_action::in_progress, 1)),
+          message("m2", event(job_action::waiting, 2)),
+          message("m3", event(job_action::completed, 3, {"windows"}))}});
+  ASSERT_EQ(observed->size(), 1u);
+  EXPECT_EQ((*observed)[0].action, job_action::in_progress);
+  EXPECT_EQ((*observed)[0].runner_name, "linux-i-1");
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], (std::vector<std::string>{"m1", "m2", "m3"}));
+  EXPECT_TRUE(scaler_calls->calls.empty());
+  // Only queued jobs that match no pool are "unrouted".
+  EXPECT_EQ(stats->count("ghscale_jobs_unrouted_total", {{"queue", "jobs"}}), 0);
+}
+
+TEST_F(PollerTest, BacksOffAfterAFailedReceive) {
+  source_script->receives.push_back(caf::make_error(caf::sec::request_timeout));
+  start({});
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  sched.advance_time(500ms);
+  sched.run();
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  sched.advance_time(1s); // first backoff: 1 s +- jitter (0 here)
+  sched.run();
+  EXPECT_EQ(source_script->receive_calls.size(), 2u);
+}
+
+TEST_F(PollerTest, DrainWaitsForTheBatchInFlight) {
+  scaler_calls->on_flush = [](const scale_request& req) {
+    return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
+  };
+  start({{message("m1", event(job_action::queued, 1))}});
+  ASSERT_EQ(scaler_calls->held.size(), 1u);
+  self->send(loop, atom::drain_v);
+  sched.run();
+  EXPECT_FALSE(drain_reply()) << "answered before the batch was settled";
+  self->send(scaler_handle, atom::flush_v, uint64_t{0});
+  sched.run();
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  auto reply = drain_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_TRUE(*reply);
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+}
+
+TEST_F(PollerTest, DrainWhileWaitingReleasesWhatTheReceiveReturns) {
+  start({});
+  ASSERT_EQ(source_script->held.size(), 1u);
+  self->send(loop, atom::drain_v);
+  sched.run();
+  EXPECT_FALSE(drain_reply());
+  source_script->receives.push_back(received_batch{
+    {message("m1", event(job_action::queued, 1)), message("m2", "garbage")}});
+  self->send(source_handle, atom::flush_v);
+  sched.run();
+  EXPECT_TRUE(scaler_calls->calls.empty());
+  EXPECT_TRUE(source_script->removes.empty());
+  EXPECT_TRUE(dlq_script->enqueued.empty());
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  auto& changes = source_script->visibility[0];
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].delay, caf::timespan{0});
+  EXPECT_EQ(changes[1].delay, caf::timespan{0});
+  auto reply = drain_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_TRUE(*reply);
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+}
+
+TEST_F(PollerTest, DrainWhenIdleStopsAtOnce) {
+  source_script->receives.push_back(caf::make_error(caf::sec::request_timeout));
+  start({}); // now waiting out the receive backoff
+  self->send(loop, atom::drain_v);
+  sched.run();
+  auto reply = drain_reply();
+  ASSERT_TRUE(reply);
+  EXPECT_TRUE(*reply);
+  sched.advance_time(5s);
+  sched.run();
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+}

@@ -1,0 +1,411 @@
+// The runner ledger against a scripted EC2 mock, in virtual time.
+#include "actors/runner_ledger.hpp"
+
+#include <caf/scheduler/test_coordinator.hpp>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+
+using namespace ghscale;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// What the EC2 mock answers to DescribeInstances, and what it was asked.
+/// Once `answers` is empty it holds requests open until a `flush` tells it
+/// to answer them from `answers`.
+struct ec2_script {
+  std::deque<caf::expected<instance_list>> answers;
+  std::vector<instance_filter> filters;
+  std::vector<caf::typed_response_promise<instance_list>> held;
+};
+
+/// EC2 plus a test-only control message.
+using ec2_mock_actor = ec2_actor::extend<caf::reacts_to<atom::flush>>;
+
+ec2_mock_actor spawn_ec2(caf::actor_system& sys,
+                         std::shared_ptr<ec2_script> script) {
+  // Collaborators are spawn arguments, as CAF 0.17.6 trips UBSan on a
+  // function actor spawned without any.
+  return sys.spawn(
+    [](ec2_mock_actor::pointer self,
+       std::shared_ptr<ec2_script> script) -> ec2_mock_actor::behavior_type {
+      auto next_answer = [script] {
+        auto answer = std::move(script->answers.front());
+        script->answers.pop_front();
+        return answer;
+      };
+      return {
+        [](atom::fleet, const fleet_request&) -> caf::result<fleet_result> {
+          return caf::make_error(errc::rejected, "not scripted");
+        },
+        [=](atom::describe,
+            const instance_filter& filter) -> caf::result<instance_list> {
+          script->filters.push_back(filter);
+          if (script->answers.empty()) {
+            auto promise = self->make_response_promise<instance_list>();
+            script->held.push_back(promise);
+            return promise;
+          }
+          auto answer = next_answer();
+          if (!answer)
+            return answer.error();
+          return *answer;
+        },
+        [](atom::terminate, const instance_ids&) { return batch_result{}; },
+        [=](atom::flush) {
+          for (auto& promise : script->held) {
+            auto answer = next_answer();
+            if (answer)
+              promise.deliver(*answer);
+            else
+              promise.deliver(answer.error());
+          }
+          script->held.clear();
+        },
+      };
+    },
+    std::move(script));
+}
+
+instance_list instances(std::vector<std::string> ids) {
+  instance_list out;
+  for (auto& id : ids)
+    out.instances.push_back(
+      instance_info{id, "m5.large", instance_state::running,
+                    capacity_type::spot, caf::timespan{0}, {}});
+  return out;
+}
+
+job_key job(int64_t id) {
+  return job_key{id, 1};
+}
+
+job_event lifecycle(job_action action, job_key key, std::string runner) {
+  job_event ev;
+  ev.action = action;
+  ev.key = key;
+  ev.runner_name = std::move(runner);
+  return ev;
+}
+
+launched_runner up(int32_t spec, job_key key, std::string instance) {
+  launched_runner r;
+  r.spec_index = spec;
+  r.job = key;
+  r.instance_id = instance;
+  r.runner_name = "linux-" + instance;
+  return r;
+}
+
+class RunnerLedgerTest : public ::testing::Test {
+protected:
+  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.inline-output", true);
+    return cfg;
+  }
+
+  ~RunnerLedgerTest() override {
+    // The ledger re-arms its reconciliation timer and the EC2 mock may hold
+    // a request open: both would outlive the test otherwise.
+    script->held.clear();
+    for (auto h : {caf::actor_cast<caf::actor>(ledger), caf::actor_cast<caf::actor>(ec2)})
+      if (h)
+        self->send_exit(h, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  pool_config pool_with(int32_t max_runners, int32_t min_idle,
+                        runner_mode mode = runner_mode::ephemeral) {
+    pool_config p;
+    p.name = "linux";
+    p.max_runners = max_runners;
+    p.min_idle = min_idle;
+    p.mode = mode;
+    return p;
+  }
+
+  /// Spawns the ledger; EC2 first answers with `existing` instances.
+  void start(pool_config p, std::vector<std::string> existing = {}) {
+    script->answers.push_back(instances(std::move(existing)));
+    spawn(std::move(p));
+  }
+
+  void spawn(pool_config p) {
+    ec2 = spawn_ec2(sys, script);
+    ledger = sys.spawn(runner_ledger, std::move(p), timeouts, ec2, stats);
+    sched.run();
+  }
+
+  template <class T>
+  caf::expected<T> next_reply() {
+    caf::expected<T> out{caf::sec::bad_function_call};
+    self->receive([&](T& x) { out = std::move(x); },
+                  [&](caf::error& e) { out = std::move(e); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    return out;
+  }
+
+  template <class T, class... Ts>
+  caf::expected<T> ask(Ts&&... xs) {
+    self->send(ledger, std::forward<Ts>(xs)...);
+    sched.run();
+    return next_reply<T>();
+  }
+
+  reservation reserve(std::vector<job_key> jobs, bool topup = false) {
+    auto res = ask<reservation>(atom::reserve_v,
+                                reservation_request{std::move(jobs), topup});
+    EXPECT_TRUE(res) << sys.render(res.error());
+    return res ? *res : reservation{};
+  }
+
+  ledger_counts counts() {
+    auto c = ask<ledger_counts>(atom::counts_v);
+    EXPECT_TRUE(c) << sys.render(c.error());
+    return c ? *c : ledger_counts{};
+  }
+
+  void observe(job_event ev) {
+    self->send(ledger, atom::observe_v, std::move(ev));
+    sched.run();
+  }
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{prepare(cfg)};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys, true};
+  std::shared_ptr<ec2_script> script = std::make_shared<ec2_script>();
+  metrics_ptr stats = std::make_shared<metrics>();
+  timeouts_config timeouts;
+  ec2_mock_actor ec2;
+  runner_ledger_actor ledger;
+};
+
+} // namespace
+
+TEST_F(RunnerLedgerTest, AnswersNotReadyUntilReconciliationAnswers) {
+  spawn(pool_with(5, 0));
+  ASSERT_EQ(script->held.size(), 1u);
+  auto early = ask<reservation>(atom::reserve_v, reservation_request{{job(1)}, false});
+  ASSERT_FALSE(early);
+  EXPECT_TRUE(early.error() == errc::not_ready);
+  script->answers.push_back(instances({"i-1", "i-2"}));
+  self->send(ec2, atom::flush_v);
+  sched.run();
+  auto c = counts();
+  EXPECT_EQ(c.pending, 2);
+  EXPECT_EQ(c.active(), 2);
+  auto res = reserve({job(1)});
+  EXPECT_EQ(res.granted, std::vector<job_key>{job(1)});
+  EXPECT_EQ(res.active, 2);
+}
+
+TEST_F(RunnerLedgerTest, ReconcilesWithThePoolTagAndRetriesAfterFailure) {
+  script->answers.push_back(caf::make_error(errc::throttled, "DescribeInstances"));
+  script->answers.push_back(instances({"i-7"}));
+  spawn(pool_with(5, 0));
+  ASSERT_EQ(script->filters.size(), 1u);
+  ASSERT_EQ(script->filters[0].tags.size(), 1u);
+  EXPECT_EQ(script->filters[0].tags[0].key, "ghscale:pool");
+  EXPECT_EQ(script->filters[0].tags[0].value, "linux");
+  EXPECT_FALSE(ask<reservation>(atom::reserve_v, reservation_request{{}, false}));
+  sched.advance_time(2s); // first retry after 1 s +- 20 %
+  sched.run();
+  EXPECT_EQ(script->filters.size(), 2u);
+  EXPECT_EQ(counts().pending, 1);
+  EXPECT_TRUE(ask<reservation>(atom::reserve_v, reservation_request{{}, false}));
+}
+
+TEST_F(RunnerLedgerTest, TwoReservationsRacingForTheLastSlotGetOneGrant) {
+  start(pool_with(3, 0), {"i-1", "i-2"});
+  self->send(ledger, atom::reserve_v, reservation_request{{job(1)}, false});
+  self->send(ledger, atom::reserve_v, reservation_request{{job(2)}, false});
+  sched.run();
+  auto first = next_reply<reservation>();
+  auto second = next_reply<reservation>();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->granted.size() + second->granted.size(), 1u);
+  EXPECT_EQ(first->granted, std::vector<job_key>{job(1)});
+  EXPECT_TRUE(second->granted.empty());
+  EXPECT_TRUE(second->already_served.empty());
+  EXPECT_EQ(second->active, 3);
+  EXPECT_EQ(second->cap, 3);
+  EXPECT_EQ(counts().active(), 3);
+}
+
+TEST_F(RunnerLedgerTest, GrantsInOrderUpToTheCap) {
+  start(pool_with(2, 0));
+  auto res = reserve({job(1), job(2), job(3)});
+  EXPECT_EQ(res.granted, (std::vector<job_key>{job(1), job(2)}));
+  EXPECT_TRUE(res.already_served.empty());
+  EXPECT_EQ(counts().requested, 2);
+}
+
+TEST_F(RunnerLedgerTest, RemembersServedJobs) {
+  start(pool_with(5, 0));
+  EXPECT_EQ(reserve({job(1)}).granted.size(), 1u);
+  auto again = reserve({job(1), job(2)});
+  EXPECT_EQ(again.already_served, std::vector<job_key>{job(1)});
+  EXPECT_EQ(again.granted, std::vector<job_key>{job(2)});
+  // A job seen in progress needs no runner, whichever runner took it.
+  observe(lifecycle(job_action::in_progress, job(3), "someone-else"));
+  EXPECT_EQ(reserve({job(3)}).already_served, std::vector<job_key>{job(3)});
+  // Another attempt of a served job is a new job.
+  EXPECT_EQ(reserve({job_key{1, 2}}).granted.size(), 1u);
+}
+
+TEST_F(RunnerLedgerTest, ForgetsServedJobsAfterADay) {
+  start(pool_with(5, 0));
+  observe(lifecycle(job_action::completed, job(1), "someone-else"));
+  sched.advance_time(23h);
+  sched.run();
+  EXPECT_EQ(reserve({job(1)}).already_served.size(), 1u);
+  sched.advance_time(1h);
+  sched.run();
+  EXPECT_EQ(reserve({job(1)}).granted.size(), 1u);
+}
+
+TEST_F(RunnerLedgerTest, ReportReleasesUnfilledSlotsAndForgetsTheirJobs) {
+  start(pool_with(5, 0));
+  auto res = reserve({job(1), job(2)});
+  ASSERT_EQ(res.granted.size(), 2u);
+  auto after = ask<ledger_counts>(atom::report_v,
+                                  launch_report{res.id, {up(0, job(1), "i-a")}, 1});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->pending, 1);
+  EXPECT_EQ(after->requested, 0);
+  auto retry = reserve({job(1), job(2)});
+  EXPECT_EQ(retry.already_served, std::vector<job_key>{job(1)});
+  EXPECT_EQ(retry.granted, std::vector<job_key>{job(2)});
+  auto hist = stats->histograms();
+  auto key = metrics::series_key("ghscale_launch_seconds", {{"pool", "linux"}});
+  auto launch = std::find_if(hist.begin(), hist.end(),
+                             [&](auto& kv) { return kv.first == key; });
+  ASSERT_NE(launch, hist.end());
+  EXPECT_EQ(launch->second.count, 1);
+}
+
+TEST_F(RunnerLedgerTest, RejectsReportsOfUnknownReservations) {
+  start(pool_with(5, 0));
+  auto res = ask<ledger_counts>(atom::report_v, launch_report{4242, {}, 0});
+  ASSERT_FALSE(res);
+  EXPECT_TRUE(res.error() == errc::rejected);
+}
+
+TEST_F(RunnerLedgerTest, TracksEphemeralRunnersThroughTheirJob) {
+  start(pool_with(5, 0));
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-a")}, 0}));
+  observe(lifecycle(job_action::in_progress, job(1), "linux-i-a"));
+  auto running = counts();
+  EXPECT_EQ(running.running, 1);
+  EXPECT_EQ(running.pending, 0);
+  observe(lifecycle(job_action::completed, job(1), "linux-i-a"));
+  auto done = counts();
+  EXPECT_EQ(done.completed, 1);
+  EXPECT_EQ(done.active(), 0);
+  EXPECT_EQ(stats->gauge("ghscale_runners",
+                         {{"pool", "linux"}, {"state", "completed"}}),
+            1.0);
+  observe(lifecycle(job_action::in_progress, job(9), "stranger"));
+  observe(lifecycle(job_action::queued, job(10), "linux-i-a"));
+  EXPECT_EQ(stats->count("ghscale_ledger_unknown_runner_total", {{"pool", "linux"}}),
+            1);
+  EXPECT_EQ(counts().completed, 1);
+}
+
+TEST_F(RunnerLedgerTest, ReusableRunnersReturnToReady) {
+  start(pool_with(5, 0, runner_mode::reusable));
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-a")}, 0}));
+  observe(lifecycle(job_action::in_progress, job(1), "linux-i-a"));
+  observe(lifecycle(job_action::completed, job(1), "linux-i-a"));
+  auto c = counts();
+  EXPECT_EQ(c.ready, 1);
+  EXPECT_EQ(c.completed, 0);
+  EXPECT_EQ(c.active(), 1);
+}
+
+TEST_F(RunnerLedgerTest, ExpiresRequestedSlotsWhoseReportNeverCame) {
+  timeouts.launch = 10s;
+  start(pool_with(1, 0));
+  auto res = reserve({job(1)});
+  ASSERT_EQ(res.granted.size(), 1u);
+  EXPECT_TRUE(reserve({job(2)}).granted.empty());
+  sched.advance_time(39s);
+  sched.run();
+  EXPECT_EQ(counts().requested, 1);
+  sched.advance_time(1s); // launch timeout + 30 s
+  sched.run();
+  EXPECT_EQ(counts().requested, 0);
+  EXPECT_EQ(reserve({job(1)}).granted, std::vector<job_key>{job(1)});
+  // A report that outlived its slots still records the instance it names.
+  auto late = ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-late")}, 0});
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->pending, 1);
+}
+
+TEST_F(RunnerLedgerTest, TopsUpIdleRunnersOnceAndWithinTheCap) {
+  start(pool_with(3, 2));
+  auto first = reserve({}, true);
+  EXPECT_EQ(first.idle_topup, 2);
+  // Requested top-ups count as idle: the next window asks for none.
+  EXPECT_EQ(reserve({}, true).idle_topup, 0);
+  auto jobs = reserve({job(1), job(2)}, true);
+  EXPECT_EQ(jobs.granted, std::vector<job_key>{job(1)});
+  EXPECT_EQ(jobs.idle_topup, 0);
+  // Top-up runners that came up stay idle until they take a job.
+  ASSERT_TRUE(ask<ledger_counts>(
+    atom::report_v,
+    launch_report{first.id, {up(0, job_key{0, 0}, "i-t1"), up(1, job_key{0, 0}, "i-t2")},
+                  0}));
+  observe(lifecycle(job_action::in_progress, job(5), "linux-i-t1"));
+  auto after = counts();
+  EXPECT_EQ(after.running, 1);
+  EXPECT_EQ(after.pending, 1);
+  EXPECT_EQ(after.requested, 1);
+}
+
+TEST_F(RunnerLedgerTest, ReconcileTerminatesGoneRunnersAndAddsUnknownOnes) {
+  start(pool_with(5, 0), {"i-1"});
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-2")}, 0}));
+  script->answers.push_back(instances({"i-1", "i-3"}));
+  self->send(ledger, atom::reconcile_v);
+  sched.run();
+  auto c = counts();
+  EXPECT_EQ(c.pending, 2); // i-1 and the newly found i-3
+  EXPECT_EQ(c.terminated, 1); // i-2
+  // Unknown instances get the pool's runner name.
+  observe(lifecycle(job_action::in_progress, job(4), "linux-i-3"));
+  EXPECT_EQ(counts().running, 1);
+}
+
+TEST_F(RunnerLedgerTest, ReconcilesEveryFiveMinutes) {
+  start(pool_with(5, 0), {"i-1", "i-2"});
+  script->answers.push_back(instances({"i-2"}));
+  sched.advance_time(4min);
+  sched.run();
+  EXPECT_EQ(script->filters.size(), 1u);
+  sched.advance_time(1min);
+  sched.run();
+  EXPECT_EQ(script->filters.size(), 2u);
+  auto c = counts();
+  EXPECT_EQ(c.pending, 1);
+  EXPECT_EQ(c.terminated, 1);
+  // Terminated runners are dropped at the next pass.
+  script->answers.push_back(instances({"i-2"}));
+  sched.advance_time(5min);
+  sched.run();
+  EXPECT_EQ(counts().terminated, 0);
+}

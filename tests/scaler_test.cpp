@@ -1,0 +1,491 @@
+// The scaler with a real ledger, behind mocks of EC2, the fleet launcher and
+// GitHub, in virtual time.
+#include "actors/runner_ledger.hpp"
+#include "actors/scaler.hpp"
+
+#include <caf/scheduler/test_coordinator.hpp>
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+
+using namespace ghscale;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// EC2 for the ledger's reconciliation: no instances, or no answer at all.
+ec2_actor spawn_ec2(caf::actor_system& sys, bool answers) {
+  // Collaborators are spawn arguments, as CAF 0.17.6 trips UBSan on a
+  // function actor spawned without any.
+  return sys.spawn([](ec2_actor::pointer self, bool answers) -> ec2_actor::behavior_type {
+    auto held = std::make_shared<std::vector<caf::typed_response_promise<instance_list>>>();
+    return {
+      [](atom::fleet, const fleet_request&) -> caf::result<fleet_result> {
+        return caf::make_error(errc::rejected, "not scripted");
+      },
+      [=](atom::describe, const instance_filter&) -> caf::result<instance_list> {
+        if (answers)
+          return instance_list{};
+        held->push_back(self->make_response_promise<instance_list>());
+        return held->back();
+      },
+      [](atom::terminate, const instance_ids&) { return batch_result{}; },
+    };
+  }, answers);
+}
+
+/// What the fleet launcher mock saw, and how it answers.
+struct launcher_script {
+  std::vector<launch_request> calls;
+  std::function<caf::expected<launch_result>(const launch_request&)> answer
+    = [](const launch_request& req) {
+        launch_result out;
+        for (size_t i = 0; i < req.runners.size(); ++i) {
+          launched_runner r;
+          r.spec_index = static_cast<int32_t>(i);
+          r.job = req.runners[i].job;
+          r.instance_id = "i-" + req.client_token + "-" + std::to_string(i);
+          r.runner_name = "linux-" + r.instance_id;
+          out.launched.push_back(r);
+        }
+        return caf::expected<launch_result>{std::move(out)};
+      };
+};
+
+fleet_launcher_actor spawn_launcher(caf::actor_system& sys,
+                                    std::shared_ptr<launcher_script> script) {
+  return sys.spawn([](std::shared_ptr<launcher_script> script)
+                     -> fleet_launcher_actor::behavior_type {
+    return {
+      [=](atom::launch, const launch_request& req) -> caf::result<launch_result> {
+        script->calls.push_back(req);
+        auto answer = script->answer(req);
+        if (!answer)
+          return answer.error();
+        return *answer;
+      },
+      [](atom::terminate, const instance_ids&) { return batch_result{}; },
+    };
+  }, std::move(script));
+}
+
+/// GitHub: job statuses by job id ("queued" if absent), and the calls made.
+struct github_script {
+  std::map<int64_t, caf::expected<std::string>> statuses;
+  std::vector<job_status_query> queries;
+  std::vector<int64_t> client_asks;
+};
+
+installation_client_actor spawn_client(caf::actor_system& sys,
+                                       std::shared_ptr<github_script> script) {
+  return sys.spawn([](std::shared_ptr<github_script> script)
+                     -> installation_client_actor::behavior_type {
+    auto unscripted = [] { return caf::make_error(errc::rejected, "not scripted"); };
+    return {
+      [=](atom::registration,
+          const registration_request&) -> caf::result<runner_registration> {
+        return unscripted();
+      },
+      [=](atom::job_status, const job_status_query& q) -> caf::result<std::string> {
+        script->queries.push_back(q);
+        auto i = script->statuses.find(q.job_id);
+        if (i == script->statuses.end())
+          return std::string{"queued"};
+        if (!i->second)
+          return i->second.error();
+        return *i->second;
+      },
+      [=](atom::runners, const repository_ref&) -> caf::result<runner_list> {
+        return unscripted();
+      },
+      [=](atom::unregister, const runner_removal&) -> caf::result<int64_t> {
+        return unscripted();
+      },
+      [](atom::budget) { return budget_status{}; },
+      [](atom::flush) {},
+    };
+  }, std::move(script));
+}
+
+github_app_actor spawn_github(caf::actor_system& sys,
+                              std::shared_ptr<github_script> script,
+                              installation_client_actor client) {
+  return sys.spawn([](std::shared_ptr<github_script> script,
+                      installation_client_actor client)
+                     -> github_app_actor::behavior_type {
+    return {
+      [=](atom::client, int64_t installation) {
+        script->client_asks.push_back(installation);
+        return client;
+      },
+      [](atom::mint, int64_t) -> caf::result<github_response> {
+        return caf::make_error(errc::rejected, "not scripted");
+      },
+    };
+  }, std::move(script), std::move(client));
+}
+
+pending_job pj(std::string receipt, int64_t job_id, int32_t receive_count = 1) {
+  pending_job out;
+  out.receipt = std::move(receipt);
+  out.receive_count = receive_count;
+  out.event.action = job_action::queued;
+  out.event.key = job_key{job_id, 1};
+  out.event.repository = repository_ref{"octo", "hello", owner_type::organization};
+  out.event.installation_id = 7;
+  out.event.labels = {"self-hosted", "linux"};
+  return out;
+}
+
+class ScalerTest : public ::testing::Test {
+protected:
+  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.inline-output", true);
+    return cfg;
+  }
+
+  ScalerTest() {
+    pool.name = "linux";
+    pool.max_runners = 10;
+    pool.min_idle = 0;
+    retry = retry_config{5s, 15min, 0.0};
+  }
+
+  ~ScalerTest() override {
+    // A mock holding a request open keeps itself alive: stop everyone.
+    for (auto& h : spawned)
+      self->send_exit(h, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  void start(bool ledger_ready = true) {
+    auto ec2 = spawn_ec2(sys, ledger_ready);
+    ledger = sys.spawn(runner_ledger, pool, timeouts_config{}, ec2, stats);
+    auto client = spawn_client(sys, github);
+    auto app = spawn_github(sys, github, client);
+    auto fleet = spawn_launcher(sys, launcher);
+    scaler_handle = sys.spawn(scaler, pool, window, retry, timeouts_config{},
+                              ledger, fleet, app, stats, 1);
+    spawned = {caf::actor_cast<caf::actor>(ec2),    caf::actor_cast<caf::actor>(ledger),
+               caf::actor_cast<caf::actor>(client), caf::actor_cast<caf::actor>(app),
+               caf::actor_cast<caf::actor>(fleet),  caf::actor_cast<caf::actor>(scaler_handle)};
+    sched.run();
+  }
+
+  void scale(std::vector<pending_job> jobs) {
+    self->send(scaler_handle, atom::scale_v, scale_request{std::move(jobs)});
+    sched.run();
+  }
+
+  /// Closes the open window and returns the next answer.
+  batch_outcome decide() {
+    sched.advance_time(window.window);
+    sched.run();
+    return next_outcome();
+  }
+
+  batch_outcome next_outcome() {
+    batch_outcome out;
+    bool got = false;
+    self->receive([&](batch_outcome& x) { out = std::move(x); got = true; },
+                  [&](caf::error& e) { ADD_FAILURE() << sys.render(e); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    EXPECT_TRUE(got) << "no batch_outcome";
+    return out;
+  }
+
+  ledger_counts counts() {
+    ledger_counts out;
+    self->send(ledger, atom::counts_v);
+    sched.run();
+    self->receive([&](ledger_counts& x) { out = x; },
+                  caf::after(std::chrono::seconds(0)) >> [] { ADD_FAILURE(); });
+    return out;
+  }
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{prepare(cfg)};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys, true};
+  metrics_ptr stats = std::make_shared<metrics>();
+  pool_config pool;
+  scaler_config window;
+  retry_config retry;
+  std::shared_ptr<launcher_script> launcher = std::make_shared<launcher_script>();
+  std::shared_ptr<github_script> github = std::make_shared<github_script>();
+  runner_ledger_actor ledger;
+  scaler_actor scaler_handle;
+  std::vector<caf::actor> spawned;
+};
+
+void expect_outcome(const message_outcome& o, const std::string& receipt,
+                    outcome_kind kind, const std::string& reason) {
+  EXPECT_EQ(o.receipt, receipt);
+  EXPECT_EQ(o.kind, kind) << o.reason;
+  EXPECT_EQ(o.reason, reason);
+}
+
+} // namespace
+
+TEST_F(ScalerTest, BatchesAWindowIntoOneLaunch) {
+  start();
+  scale({pj("r1", 1)});
+  scale({pj("r2", 2)});
+  EXPECT_TRUE(launcher->calls.empty()); // the window is still open
+  auto first = decide();
+  auto second = next_outcome();
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  auto& call = launcher->calls[0];
+  ASSERT_EQ(call.runners.size(), 2u);
+  EXPECT_EQ(call.runners[0].job, (job_key{1, 1}));
+  EXPECT_EQ(call.runners[1].job, (job_key{2, 1}));
+  EXPECT_EQ(call.runners[0].installation_id, 7);
+  // An org-level pool registers its runners at the organization.
+  EXPECT_EQ(call.runners[0].target,
+            (repository_ref{"octo", "", owner_type::organization}));
+  ASSERT_EQ(first.outcomes.size(), 1u);
+  ASSERT_EQ(second.outcomes.size(), 1u);
+  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(second.outcomes[0], "r2", outcome_kind::done, "runner launched");
+  EXPECT_EQ(counts().pending, 2);
+  EXPECT_EQ(stats->count("ghscale_scaler_decisions_total", {{"pool", "linux"}}), 1);
+  EXPECT_EQ(stats->count("ghscale_jobs_total",
+                         {{"pool", "linux"}, {"outcome", "launched"}}),
+            2);
+}
+
+TEST_F(ScalerTest, ClosesTheWindowEarlyAtMaxBatch) {
+  window.max_batch = 2;
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  EXPECT_EQ(launcher->calls.size(), 1u);
+  EXPECT_EQ(next_outcome().outcomes.size(), 2u);
+}
+
+TEST_F(ScalerTest, DecidesAtOnceWithAZeroWindow) {
+  window.window = 0s;
+  start();
+  scale({pj("r1", 1)});
+  EXPECT_EQ(launcher->calls.size(), 1u);
+  EXPECT_EQ(next_outcome().outcomes.size(), 1u);
+}
+
+TEST_F(ScalerTest, DuplicatesGetTheirPrimarysOutcome) {
+  start();
+  scale({pj("r1", 1), pj("r1-copy", 1, 3)});
+  scale({pj("r1-again", 1)});
+  auto first = decide();
+  auto second = next_outcome();
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
+  ASSERT_EQ(first.outcomes.size(), 2u);
+  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(first.outcomes[1], "r1-copy", outcome_kind::done,
+                 "runner launched");
+  ASSERT_EQ(second.outcomes.size(), 1u);
+  expect_outcome(second.outcomes[0], "r1-again", outcome_kind::done,
+                 "runner launched");
+  EXPECT_EQ(stats->count("ghscale_duplicates_suppressed_total", {{"pool", "linux"}}),
+            2);
+}
+
+TEST_F(ScalerTest, DuplicatesOfARetriedJobRetryWithTheirOwnDelay) {
+  launcher->answer = [](const launch_request&) -> caf::expected<launch_result> {
+    return caf::make_error(errc::throttled, "CreateFleet");
+  };
+  start();
+  scale({pj("r1", 1, 1), pj("r1-copy", 1, 3)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  EXPECT_EQ(out.outcomes[0].kind, outcome_kind::retry);
+  EXPECT_EQ(out.outcomes[1].kind, outcome_kind::retry);
+  EXPECT_EQ(out.outcomes[0].delay, caf::timespan{5s});
+  EXPECT_EQ(out.outcomes[1].delay, caf::timespan{20s});
+}
+
+TEST_F(ScalerTest, AcksJobsNoLongerQueuedWithoutLaunching) {
+  github->statuses.emplace(1, std::string{"completed"});
+  github->statuses.emplace(2, std::string{"in_progress"});
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  EXPECT_TRUE(launcher->calls.empty());
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "job no longer queued");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::done, "job no longer queued");
+  ASSERT_EQ(github->queries.size(), 2u);
+  EXPECT_EQ(github->queries[0].repository,
+            (repository_ref{"octo", "hello", owner_type::organization}));
+  EXPECT_EQ(counts().active(), 0);
+}
+
+TEST_F(ScalerTest, RetriesJobsWhoseCheckFailed) {
+  github->statuses.emplace(1, caf::make_error(errc::not_found, "GET job"));
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  EXPECT_EQ(out.outcomes[0].kind, outcome_kind::retry);
+  EXPECT_NE(out.outcomes[0].reason.find("not_found"), std::string::npos)
+    << out.outcomes[0].reason;
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::done, "runner launched");
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
+}
+
+TEST_F(ScalerTest, AsksTheAppForAnInstallationClientOnce) {
+  start();
+  scale({pj("r1", 1)});
+  decide();
+  scale({pj("r2", 2)});
+  decide();
+  EXPECT_EQ(github->client_asks, std::vector<int64_t>{7});
+  EXPECT_EQ(github->queries.size(), 2u);
+}
+
+TEST_F(ScalerTest, SkipsTheJobCheckWhenTheConfigSaysSo) {
+  pool.job_queued_check = false;
+  github->statuses.emplace(1, std::string{"completed"});
+  start();
+  scale({pj("r1", 1)});
+  expect_outcome(decide().outcomes.at(0), "r1", outcome_kind::done,
+                 "runner launched");
+  EXPECT_TRUE(github->queries.empty());
+}
+
+TEST_F(ScalerTest, PartialFillRetriesExactlyTheFailedJobs) {
+  launcher->answer = [](const launch_request& req) {
+    launch_result out;
+    for (int32_t i : {0, 2}) {
+      launched_runner r;
+      r.spec_index = i;
+      r.job = req.runners[static_cast<size_t>(i)].job;
+      r.instance_id = "i-" + std::to_string(i);
+      out.launched.push_back(r);
+    }
+    out.failed.push_back(launch_failure{1, req.runners[1].job,
+                                        "InsufficientInstanceCapacity", "none left"});
+    return caf::expected<launch_result>{std::move(out)};
+  };
+  start();
+  scale({pj("r1", 1), pj("r2", 2), pj("r3", 3)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 3u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::retry,
+                 "InsufficientInstanceCapacity");
+  expect_outcome(out.outcomes[2], "r3", outcome_kind::done, "runner launched");
+  auto c = counts();
+  EXPECT_EQ(c.pending, 2);
+  EXPECT_EQ(c.requested, 0);
+  EXPECT_EQ(stats->count("ghscale_jobs_total",
+                         {{"pool", "linux"}, {"outcome", "launch_failed"}}),
+            1);
+}
+
+TEST_F(ScalerTest, LaunchErrorRetriesEverythingAndReleasesTheReservation) {
+  launcher->answer = [](const launch_request&) -> caf::expected<launch_result> {
+    return caf::make_error(caf::sec::request_timeout);
+  };
+  start();
+  scale({pj("r1", 1)});
+  scale({pj("r2", 2)});
+  auto first = decide();
+  auto second = next_outcome();
+  EXPECT_EQ(first.outcomes.at(0).kind, outcome_kind::retry);
+  EXPECT_EQ(second.outcomes.at(0).kind, outcome_kind::retry);
+  EXPECT_EQ(counts().active(), 0);
+  // The jobs were forgotten: the retry may launch for them.
+  launcher->answer = launcher_script{}.answer;
+  scale({pj("r1", 1, 2), pj("r2", 2, 2)});
+  auto retried = decide();
+  EXPECT_EQ(retried.outcomes.at(0).kind, outcome_kind::done);
+  EXPECT_EQ(retried.outcomes.at(1).kind, outcome_kind::done);
+}
+
+TEST_F(ScalerTest, EphemeralPoolOverCapRetries) {
+  pool.max_runners = 1;
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::retry, "pool at capacity");
+  EXPECT_EQ(out.outcomes[1].delay, caf::timespan{5s});
+}
+
+TEST_F(ScalerTest, ReusablePoolOverCapAcks) {
+  pool.max_runners = 1;
+  pool.mode = runner_mode::reusable;
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::done,
+                 "reusable pool at capacity; a busy runner will take it");
+}
+
+TEST_F(ScalerTest, AcksJobsThatAlreadyHaveARunner) {
+  start();
+  scale({pj("r1", 1)});
+  decide();
+  scale({pj("r1-redelivered", 1, 2)});
+  expect_outcome(decide().outcomes.at(0), "r1-redelivered", outcome_kind::done,
+                 "runner already launched");
+  EXPECT_EQ(launcher->calls.size(), 1u);
+}
+
+TEST_F(ScalerTest, LedgerNotReadyRetriesEveryMessage) {
+  start(false);
+  scale({pj("r1", 1, 1), pj("r2", 2, 3)});
+  auto out = decide();
+  EXPECT_TRUE(launcher->calls.empty());
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  for (auto& o : out.outcomes) {
+    EXPECT_EQ(o.kind, outcome_kind::retry);
+    EXPECT_NE(o.reason.find("not_ready"), std::string::npos) << o.reason;
+  }
+  // The retry delay grows with the receive count.
+  EXPECT_EQ(out.outcomes[0].delay, caf::timespan{5s});
+  EXPECT_EQ(out.outcomes[1].delay, caf::timespan{20s});
+}
+
+TEST_F(ScalerTest, ClientTokenNamesPoolAndReservation) {
+  start();
+  scale({pj("r1", 1)});
+  decide();
+  scale({pj("r2", 2)});
+  decide();
+  ASSERT_EQ(launcher->calls.size(), 2u);
+  auto id_of = [](const std::string& token) {
+    EXPECT_EQ(token.rfind("linux-", 0), 0u) << token;
+    return std::stoull(token.substr(6));
+  };
+  auto first = id_of(launcher->calls[0].client_token);
+  EXPECT_EQ(id_of(launcher->calls[1].client_token), first + 1);
+  EXPECT_EQ(launcher->calls[0].pool, "linux");
+  // The ledger accepted both reports under these ids.
+  EXPECT_EQ(counts().pending, 2);
+}
+
+TEST_F(ScalerTest, TopsUpIdleRunnersWithTheFirstJobsTarget) {
+  pool.min_idle = 1;
+  pool.org_level = false;
+  start();
+  scale({pj("r1", 1)});
+  expect_outcome(decide().outcomes.at(0), "r1", outcome_kind::done,
+                 "runner launched");
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  auto& runners = launcher->calls[0].runners;
+  ASSERT_EQ(runners.size(), 2u);
+  EXPECT_EQ(runners[1].job.job_id, 0);
+  EXPECT_EQ(runners[1].target,
+            (repository_ref{"octo", "hello", owner_type::organization}));
+  EXPECT_EQ(runners[1].installation_id, 7);
+  EXPECT_EQ(counts().pending, 2);
+}
