@@ -337,11 +337,7 @@ void on_fleet_error(launcher_ptr self, uint64_t id, const caf::error& err) {
       log::warn("CreateFleet retry",
                 {{"pool", job.pool->name}, {"attempt", job.call_attempts},
                  {"delay_ms", to_ms(delay)}, {"error", describe(err)}});
-      // The typed interface stays two handlers wide (the scaler and tests
-      // stand mocks up behind it), so this one internal timer travels as a
-      // dynamically typed message to the default handler.
-      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), delay,
-                             atom::flush_v, id);
+      self->delayed_send(self, delay, atom::flush_v, id);
       return;
     }
   }
@@ -411,22 +407,15 @@ fleet_launcher(fleet_launcher_actor::stateful_pointer<fleet_launcher_state> self
   st.apps = std::move(apps);
   st.stats = std::move(stats);
   st.rng.seed(seed);
-  self->set_default_handler(
-    [self](caf::scheduled_actor*,
-           caf::message_view& xs) -> caf::result<caf::message> {
-      auto msg = xs.move_content_to_message();
-      if (!msg.match_elements<atom::flush, uint64_t>())
-        return caf::sec::unexpected_message;
-      auto id = msg.get_as<uint64_t>(1);
-      if (self->state.launches.count(id) != 0)
-        call_fleet(self, id);
-      return caf::message{};
-    });
   return {
     [self](atom::launch, launch_request& req) { return launch(self, req); },
     [self](atom::terminate, instance_ids& ids) -> caf::result<batch_result> {
       count_aws_call(self, "TerminateInstances");
       return self->delegate(self->state.ec2, atom::terminate_v, std::move(ids));
+    },
+    [self](atom::flush, uint64_t id) {
+      if (self->state.launches.count(id) != 0)
+        call_fleet(self, id);
     },
   };
 }

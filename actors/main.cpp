@@ -1,1 +1,259 @@
-int main() { return 0; }
+// The ghscale executable: `simulate`, `check-config` and `run`.
+//
+// Exit codes: 0 success (or a clean drain after SIGTERM/SIGINT); 1 the
+// supervision tree gave up (so systemd restarts us with its backoff) or a
+// simulation broke an invariant; 2 bad usage or configuration.
+#include "actors/log.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node.hpp"
+#include "bench/scenario/embedded_defaults.hpp"
+#include "bench/scenario/simulation.hpp"
+#include "bench/scenario/trace.hpp"
+#include "messages/actors.hpp"
+#include "transport/config_file.hpp"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace ghscale;
+
+namespace {
+
+const char* usage = R"(usage:
+  ghscale simulate [--config FILE] [--trace FILE] [--json]
+      Replay a workload trace through the real actor graph on the in-process
+      backends, in virtual time, and print a report. With no arguments: the
+      embedded default configuration (conf/simulate.toml) and trace
+      (conf/traces/burst-500.jsonl). Exits 1 if a job was lost, a job got two
+      runners, or a pool went over its cap.
+  ghscale check-config FILE
+      Validate FILE strictly and print the resolved configuration (secrets
+      masked).
+  ghscale run --config FILE [--trace FILE]
+      Run the service. SIGTERM/SIGINT drain it gracefully (exit 0). With the
+      embedded backends, --trace feeds a workload in real time.
+)";
+
+struct options {
+  std::string command;
+  std::string config_file;
+  std::string trace_file;
+  bool json = false;
+};
+
+std::optional<options> parse_args(int argc, char** argv) {
+  if (argc < 2)
+    return std::nullopt;
+  options opts;
+  opts.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc)
+        return std::nullopt;
+      return std::string{argv[++i]};
+    };
+    if (arg == "--config") {
+      auto v = value();
+      if (!v)
+        return std::nullopt;
+      opts.config_file = *v;
+    } else if (arg == "--trace") {
+      auto v = value();
+      if (!v)
+        return std::nullopt;
+      opts.trace_file = *v;
+    } else if (arg == "--json") {
+      opts.json = true;
+    } else if (opts.command == "check-config" && opts.config_file.empty()
+               && arg.rfind("--", 0) != 0) {
+      opts.config_file = arg;
+    } else {
+      std::cerr << "ghscale: unknown argument '" << arg << "'\n";
+      return std::nullopt;
+    }
+  }
+  return opts;
+}
+
+caf::expected<config> load(const options& opts) {
+  if (opts.config_file.empty())
+    return parse_config(scenario::default_config_text, "<embedded simulate.toml>");
+  return load_config_file(opts.config_file);
+}
+
+int fail(const caf::error& err) {
+  std::cerr << "ghscale: " << describe(err) << "\n";
+  return 2;
+}
+
+int simulate(const options& opts) {
+  auto cfg = load(opts);
+  if (!cfg)
+    return fail(cfg.error());
+  log::configure(cfg->logging.level, cfg->logging.format);
+  auto trace = opts.trace_file.empty()
+                 ? scenario::parse_trace(scenario::default_trace_text,
+                                         "<embedded burst-500.jsonl>")
+                 : scenario::load_trace_file(opts.trace_file);
+  if (!trace)
+    return fail(trace.error());
+  auto name = opts.trace_file.empty() ? std::string{"burst-500 (embedded)"}
+                                      : opts.trace_file;
+  auto report = scenario::run_simulation(*cfg, *trace, name);
+  if (!report)
+    return fail(report.error());
+  std::cout << scenario::render_report(*report, opts.json);
+  return report->ok() ? 0 : 1;
+}
+
+int check_config(const options& opts) {
+  if (opts.config_file.empty()) {
+    std::cerr << usage;
+    return 2;
+  }
+  auto cfg = load_config_file(opts.config_file);
+  if (!cfg)
+    return fail(cfg.error());
+  std::cout << render_config(*cfg);
+  return 0;
+}
+
+/// Feeds trace entries whose time has come into the embedded world.
+class trace_feeder {
+public:
+  trace_feeder(std::vector<scenario::trace_entry> entries,
+               const embedded_world& world, node_actor node)
+    : entries_(std::move(entries)), world_(world), node_(std::move(node)),
+      start_(std::chrono::steady_clock::now()) {}
+
+  void feed() {
+    auto elapsed = std::chrono::steady_clock::now() - start_;
+    for (; next_ < entries_.size() && entries_[next_].at <= elapsed; ++next_) {
+      auto& entry = entries_[next_];
+      switch (entry.what) {
+        case scenario::trace_entry::kind::job:
+          caf::anon_send(world_.github, atom::inject_v, entry.job);
+          break;
+        case scenario::trace_entry::kind::fault:
+          if (entry.fault.kind.rfind("github_", 0) == 0)
+            caf::anon_send(world_.github, atom::inject_v, entry.fault);
+          else
+            caf::anon_send(world_.cloud, atom::inject_v, entry.fault);
+          break;
+        case scenario::trace_entry::kind::crash:
+          caf::anon_send(node_, atom::inject_v, entry.child);
+          break;
+      }
+    }
+  }
+
+private:
+  std::vector<scenario::trace_entry> entries_;
+  size_t next_ = 0;
+  const embedded_world& world_;
+  node_actor node_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+void stop_world(const embedded_world& world) {
+  caf::anon_send_exit(world.github, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(world.cloud, caf::exit_reason::user_shutdown);
+  for (auto& [name, q] : world.wiring.queues)
+    caf::anon_send_exit(q, caf::exit_reason::user_shutdown);
+}
+
+int run(const options& opts) {
+  if (opts.config_file.empty()) {
+    std::cerr << "ghscale run: --config FILE is required\n" << usage;
+    return 2;
+  }
+  auto cfg = load_config_file(opts.config_file);
+  if (!cfg)
+    return fail(cfg.error());
+  log::configure(cfg->logging.level, cfg->logging.format);
+  std::vector<scenario::trace_entry> trace;
+  if (!opts.trace_file.empty()) {
+    auto parsed = scenario::load_trace_file(opts.trace_file);
+    if (!parsed)
+      return fail(parsed.error());
+    trace = std::move(*parsed);
+  }
+  // Signals are taken synchronously by this thread only: block them before
+  // CAF starts its threads, which inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  caf::actor_system_config sys_cfg;
+  register_types(sys_cfg);
+  caf::actor_system sys{sys_cfg};
+  auto stats = std::make_shared<metrics>();
+  auto world = spawn_embedded_backends(sys, *cfg, stats);
+  if (!world)
+    return fail(world.error());
+  auto node = spawn_node(sys, *cfg, world->wiring, stats);
+  if (!node) {
+    stop_world(*world);
+    return fail(node.error());
+  }
+  std::atomic<bool> node_down{false};
+  caf::actor_cast<caf::abstract_actor*>(node->node)->attach_functor(
+    [&node_down] { node_down = true; });
+  trace_feeder feeder{std::move(trace), *world, node->node};
+  log::info("running", {{"config", opts.config_file}});
+  int exit_code = 0;
+  for (;;) {
+    timespec tick{0, 100 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log::info("signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      caf::scoped_actor self{sys};
+      self->request(node->node, cfg->timeouts.drain + std::chrono::seconds(10),
+                    atom::drain_v)
+        .receive([](bool) { log::info("drained"); },
+                 [&](caf::error& err) {
+                   log::error("drain failed", {{"error", describe(err)}});
+                   exit_code = 1;
+                 });
+      break;
+    }
+    if (node_down) {
+      log::error("node stopped: supervision tree gave up");
+      exit_code = 1;
+      break;
+    }
+    feeder.feed();
+  }
+  stop_world(*world);
+  caf::anon_send_exit(node->node, caf::exit_reason::user_shutdown);
+  return exit_code;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto opts = parse_args(argc, argv);
+  if (!opts || opts->command == "--help" || opts->command == "-h"
+      || opts->command == "help") {
+    std::cerr << usage;
+    return opts ? 0 : 2;
+  }
+  if (opts->command == "simulate")
+    return simulate(*opts);
+  if (opts->command == "check-config")
+    return check_config(*opts);
+  if (opts->command == "run")
+    return run(*opts);
+  std::cerr << "ghscale: unknown command '" << opts->command << "'\n" << usage;
+  return 2;
+}

@@ -9,9 +9,46 @@
 
 #include <caf/all.hpp>
 
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
 namespace ghscale {
 
 struct sim_cloud_state {
+  struct instance {
+    instance_info info;
+    std::string subnet;
+    caf::timespan gives_up_at{0}; // stops looking for its parameter
+    bool runner_started = false;  // its parameter was read, runner online
+  };
+
+  struct active_fault {
+    sim_fault fault;
+    caf::timespan until{0};
+  };
+
+  simulation_config cfg;
+  std::string parameter_prefix;
+  sim_github_actor github;
+  metrics_ptr stats;
+
+  double fleet_tokens = 0;        // CreateFleet bucket
+  caf::timespan refilled_at{0};   // when the bucket was last topped up
+  std::unordered_map<std::string, fleet_result> fleets; // by ClientToken
+  uint64_t next_instance = 1;
+  std::map<std::string, instance> instances; // by id (ids sort by launch)
+  int64_t live_instances = 0;                // not terminated
+  std::map<std::string, parameter> parameters; // by name
+  /// Parameter names per `ghscale:job` tag: more than one is a duplicate.
+  std::map<std::string, std::set<std::string>> launches_per_job;
+  std::vector<active_fault> faults;
+  /// API calls by name and ground-truth counters; reported by `stats`.
+  std::map<std::string, int64_t> counters;
+
   static inline const char* name = "sim_cloud";
 };
 

@@ -207,7 +207,9 @@ using fleet_launcher_actor = caf::typed_actor<
   // Launch; every spec index appears in exactly one list of the result.
   caf::replies_to<atom::launch, launch_request>::with<launch_result>,
   // Terminate instances (failed registrations, scale-down).
-  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>>;
+  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>,
+  // Internal: retry the throttled CreateFleet of launch `id`.
+  caf::reacts_to<atom::flush, uint64_t>>;
 
 /// The narrow part of the ledger that only learns lifecycle events (poller).
 using lifecycle_sink_actor = caf::typed_actor<

@@ -67,6 +67,7 @@ fleet_launcher_actor spawn_launcher(caf::actor_system& sys,
         return *answer;
       },
       [](atom::terminate, const instance_ids&) { return batch_result{}; },
+      [](atom::flush, uint64_t) {},
     };
   }, std::move(script));
 }
