@@ -151,11 +151,13 @@ void expire_stale(ledger_pointer self, const pool_config& pool,
 }
 
 void add_requested_slot(runner_ledger_state& st, uint64_t reservation,
-                        int32_t index, const job_key& job, time_point now) {
+                        int32_t index, const runner_spec& spec, time_point now) {
   runner_record r;
   r.id = "slot-" + std::to_string(reservation) + "-" + std::to_string(index);
   r.state = runner_state::requested;
-  r.job = job;
+  r.job = spec.job;
+  r.target = spec.target;
+  r.installation_id = spec.installation_id;
   r.reservation = reservation;
   r.requested_at = now;
   st.runners.emplace(r.id, std::move(r));
@@ -172,23 +174,39 @@ reservation reserve(ledger_pointer self, const pool_config& pool,
   auto free_slots = [&] {
     return std::max(0, pool.max_runners - out.active
                          - static_cast<int32_t>(out.granted.size())
+                         - static_cast<int32_t>(out.replacements.size())
                          - out.idle_topup);
   };
   int32_t index = 0;
-  for (auto& job : req.jobs) {
-    if (st.served.count(job) > 0) {
-      out.already_served.push_back(job);
+  // Jobs that lost their runner to another job waited longest: first.
+  for (auto i = st.needs_runner.begin();
+       i != st.needs_runner.end() && free_slots() > 0;) {
+    out.replacements.push_back(i->second);
+    add_requested_slot(st, out.id, index++, i->second, now);
+    st.replacing.insert(*i);
+    i = st.needs_runner.erase(i);
+  }
+  for (auto& spec : req.jobs) {
+    if (st.served.count(spec.job) > 0) {
+      out.already_served.push_back(spec.job);
     } else if (free_slots() > 0) {
-      out.granted.push_back(job);
-      remember_served(st, job, served_by::reservation, now);
-      add_requested_slot(st, out.id, index++, job, now);
+      out.granted.push_back(spec.job);
+      remember_served(st, spec.job, served_by::reservation, now);
+      add_requested_slot(st, out.id, index++, spec, now);
     }
   }
   if (req.idle_topup) {
     auto missing = std::max(0, pool.min_idle - idle_runners(st));
     out.idle_topup = std::min(missing, free_slots());
     for (int32_t n = 0; n < out.idle_topup; ++n)
-      add_requested_slot(st, out.id, index++, job_key{0, 0}, now);
+      add_requested_slot(st, out.id, index++, runner_spec{}, now);
+  }
+  // Replacements the cap holds back must not vanish with the last message
+  // that could trigger them: keep that many served messages on the queue.
+  for (auto unmet = st.needs_runner.size();
+       unmet > 0 && !out.already_served.empty(); --unmet) {
+    out.held.push_back(out.already_served.back());
+    out.already_served.pop_back();
   }
   return out;
 }
@@ -230,6 +248,51 @@ std::optional<runner_record> take_slot(runner_ledger_state& st,
   return slot;
 }
 
+/// A runner that came up for a job another runner already took serves a
+/// job that lost its runner instead, if one waits.
+void adopt_waiting_job(runner_ledger_state& st, runner_record& r) {
+  if (r.is_topup() || st.needs_runner.empty())
+    return;
+  auto served = st.served.find(r.job);
+  if (served == st.served.end() || served->second.source != served_by::observed)
+    return;
+  auto waiting = st.needs_runner.begin();
+  r.job = waiting->first;
+  r.target = waiting->second.target;
+  r.installation_id = waiting->second.installation_id;
+  st.needs_runner.erase(waiting);
+}
+
+/// Runner `r`, launched for job `r.job`, was taken by job `taker`. The job
+/// it was launched for keeps a runner if the taker had an unstarted one of
+/// its own; otherwise it needs a replacement.
+void runner_taken(runner_ledger_state& st, const pool_config& pool,
+                  metrics& stats, runner_record& r, const job_key& taker) {
+  if (r.is_topup() || r.job == taker)
+    return;
+  auto unstarted = [](runner_state s) {
+    return s == runner_state::pending || s == runner_state::ready;
+  };
+  auto own = std::find_if(st.runners.begin(), st.runners.end(), [&](auto& kv) {
+    return &kv.second != &r && kv.second.job == taker && unstarted(kv.second.state);
+  });
+  if (own != st.runners.end()) {
+    own->second.job = r.job;
+    own->second.target = r.target;
+    own->second.installation_id = r.installation_id;
+  } else {
+    st.needs_runner.emplace(r.job,
+                            runner_spec{r.job, r.target, r.installation_id});
+    stats.add("ghscale_runner_taken_total", {{"pool", pool.name}});
+    log::info("runner taken by another job",
+              {{"pool", pool.name},
+               {"runner", r.runner_name},
+               {"launched_for", to_string(r.job)},
+               {"taken_by", to_string(taker)}});
+  }
+  r.job = taker;
+}
+
 caf::result<ledger_counts> apply_report(ledger_pointer self,
                                         const pool_config& pool,
                                         metrics& stats,
@@ -250,14 +313,24 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
                              + std::to_string(rep.reservation_id));
   for (auto& up : rep.launched) {
     auto slot = take_slot(st, rep.reservation_id, up.job);
+    st.replacing.erase(up.job);
     if (up.job.job_id != 0)
       remember_served(st, up.job, served_by::reservation, now);
     record_launch(st, pool, stats, up, std::move(slot), now);
+    adopt_waiting_job(st, st.runners[up.instance_id]);
   }
   int32_t released = 0;
   for (auto i = st.runners.begin(); i != st.runners.end();) {
     if (is_slot_of_report(*i)) {
-      forget_reserved(st, i->second.job);
+      auto& job = i->second.job;
+      auto replacing = st.replacing.find(job);
+      if (replacing != st.replacing.end()) {
+        // Its replacement did not come up: it still needs one.
+        st.needs_runner.insert(*replacing);
+        st.replacing.erase(replacing);
+      } else {
+        forget_reserved(st, job);
+      }
       i = st.runners.erase(i);
       ++released;
     } else {
@@ -292,6 +365,10 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
   auto now = self->clock().now();
   // Whoever runs it, a job seen in progress or completed needs no runner.
   remember_served(st, ev.key, served_by::observed, now);
+  if (ev.action == job_action::in_progress) {
+    st.needs_runner.erase(ev.key); // it got one after all
+    st.replacing.erase(ev.key);
+  }
   auto* runner = find_by_name(st, ev.runner_name);
   if (runner == nullptr) {
     stats.add("ghscale_ledger_unknown_runner_total", {{"pool", pool.name}});
@@ -302,6 +379,7 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
     return;
   }
   if (ev.action == job_action::in_progress) {
+    runner_taken(st, pool, stats, *runner, ev.key);
     runner->state = runner_state::running;
     runner->started_at = now;
   } else {

@@ -25,6 +25,9 @@ struct runner_record {
   /// The job it was launched for; job_id 0 for idle top-ups and for
   /// instances found by reconciliation.
   job_key job{0, 0};
+  /// Where its runner registers, so a replacement can be launched for `job`.
+  repository_ref target;
+  int64_t installation_id = 0;
   std::string runner_name;
   /// The reservation that requested it (requested slots only).
   uint64_t reservation = 0;
@@ -48,6 +51,11 @@ struct runner_ledger_state {
   std::map<std::string, runner_record> runners;
   /// Dedupe memory: jobs that have (or had) a runner, kept for a day.
   std::unordered_map<job_key, served_job> served;
+  /// Jobs whose runner another job took, oldest first: each needs a
+  /// replacement runner (their messages are gone).
+  std::map<job_key, runner_spec> needs_runner;
+  /// Jobs with a replacement slot reserved, until its launch is reported.
+  std::map<job_key, runner_spec> replacing;
   /// Reservations whose requested slots expired before their report came,
   /// with the time they expired: a late report still records its runners.
   std::map<uint64_t, caf::actor_clock::time_point> expired_reservations;

@@ -152,6 +152,8 @@ launch_request make_launch_request(const context_ptr& ctx, const decision& d) {
     req.runners.push_back(
       runner_spec{key, runner_target(ctx->pool, ev), ev.installation_id});
   }
+  for (auto& spec : d.capacity.replacements)
+    req.runners.push_back(spec);
   auto& first = d.unique.front().event;
   for (int32_t n = 0; n < d.capacity.idle_topup; ++n)
     req.runners.push_back(runner_spec{job_key{0, 0},
@@ -162,11 +164,12 @@ launch_request make_launch_request(const context_ptr& ctx, const decision& d) {
 
 void apply_launch_result(const decision_ptr& d, const launch_request& req,
                          const launch_result& result) {
+  // The window's job a spec was for (not top-ups, not replacements).
   auto job_of = [&](int32_t spec_index) -> const job_key* {
     if (spec_index < 0 || static_cast<size_t>(spec_index) >= req.runners.size())
       return nullptr;
     auto& key = req.runners[static_cast<size_t>(spec_index)].job;
-    return key.job_id == 0 ? nullptr : &key;
+    return d->verdicts.count(key) > 0 ? &key : nullptr;
   };
   for (auto& up : result.launched) {
     ++d->launched;
@@ -181,6 +184,20 @@ void apply_launch_result(const decision_ptr& d, const launch_request& req,
 }
 
 void launch(scaler_pointer self, const context_ptr& ctx, const decision_ptr& d) {
+  // Granted jobs the check proved not to need a runner (or could not check)
+  // are not launched; their slots are released by the report below.
+  auto& granted = d->capacity.granted;
+  granted.erase(std::remove_if(granted.begin(), granted.end(),
+                               [&](const job_key& key) {
+                                 return d->verdicts.at(key).decided;
+                               }),
+                granted.end());
+  if (granted.empty() && d->capacity.replacements.empty()
+      && d->capacity.idle_topup == 0) {
+    report_launch(self, ctx, launch_report{d->capacity.id, {}, 0});
+    finish(self, ctx, d);
+    return;
+  }
   // A granted job the launcher does not account for must not be acked.
   for (auto& key : d->capacity.granted)
     decide(*d, key, outcome_kind::retry, "launcher did not report the job",
@@ -222,6 +239,10 @@ void apply_reservation(const context_ptr& ctx, const decision_ptr& d,
     if (contains(res.already_served, key))
       decide(*d, key, outcome_kind::done, "runner already launched",
              "already_served");
+    else if (contains(res.held, key))
+      decide(*d, key, outcome_kind::retry,
+             "kept on the queue for a job whose runner another job took",
+             "held");
     else if (ctx->pool.mode == runner_mode::ephemeral)
       decide(*d, key, outcome_kind::retry, "pool at capacity", "over_cap_retry");
     else
@@ -231,33 +252,8 @@ void apply_reservation(const context_ptr& ctx, const decision_ptr& d,
   }
   ctx->stats->set("ghscale_desired_runners", {{"pool", ctx->pool.name}},
                   res.active + static_cast<int32_t>(res.granted.size())
+                    + static_cast<int32_t>(res.replacements.size())
                     + res.idle_topup);
-}
-
-void reserve_capacity(scaler_pointer self, const context_ptr& ctx,
-                      const decision_ptr& d) {
-  auto needed = undecided_jobs(*d);
-  if (needed.empty() && ctx->pool.min_idle == 0) {
-    finish(self, ctx, d);
-    return;
-  }
-  self->request(ctx->ledger, ctx->timeouts.ledger, atom::reserve_v,
-                reservation_request{needed, true})
-    .then(
-      [=](const reservation& res) {
-        d->capacity = res;
-        apply_reservation(ctx, d, needed);
-        if (!res.granted.empty() || res.idle_topup > 0)
-          launch(self, ctx, d);
-        else
-          finish(self, ctx, d);
-      },
-      [=](const caf::error& err) {
-        auto reason = "ledger: " + self->system().render(err);
-        for (auto& key : needed)
-          decide(*d, key, outcome_kind::retry, reason, "ledger_error");
-        finish(self, ctx, d);
-      });
 }
 
 /// Calls `then` with the installation's client, asking the App once.
@@ -282,7 +278,7 @@ void with_client(
 void job_checked(scaler_pointer self, const context_ptr& ctx,
                  const decision_ptr& d) {
   if (--d->checks_left == 0)
-    reserve_capacity(self, ctx, d);
+    launch(self, ctx, d);
 }
 
 void apply_job_status(decision& d, const job_key& key,
@@ -329,11 +325,51 @@ void check_job(scaler_pointer self, const context_ptr& ctx,
               });
 }
 
+/// Asks GitHub whether each granted job still waits.
 void check_jobs(scaler_pointer self, const context_ptr& ctx,
                 const decision_ptr& d) {
-  d->checks_left = d->unique.size();
+  d->checks_left = d->capacity.granted.size();
   for (auto& job : d->unique)
-    check_job(self, ctx, d, job);
+    if (contains(d->capacity.granted, job.event.key))
+      check_job(self, ctx, d, job);
+}
+
+void reserve_capacity(scaler_pointer self, const context_ptr& ctx,
+                      const decision_ptr& d) {
+  auto needed = undecided_jobs(*d);
+  if (needed.empty() && ctx->pool.min_idle == 0) {
+    finish(self, ctx, d);
+    return;
+  }
+  reservation_request req{{}, true};
+  for (auto& job : d->unique)
+    if (contains(needed, job.event.key))
+      req.jobs.push_back(runner_spec{job.event.key,
+                                     runner_target(ctx->pool, job.event),
+                                     job.event.installation_id});
+  self->request(ctx->ledger, ctx->timeouts.ledger, atom::reserve_v,
+                std::move(req))
+    .then(
+      [=](const reservation& res) {
+        d->capacity = res;
+        apply_reservation(ctx, d, needed);
+        // Only jobs that got a slot cost a GitHub call: over-cap jobs are
+        // retried anyway, and checking them would spend the budget on every
+        // retry of a burst.
+        if (ctx->pool.job_queued_check && !res.granted.empty())
+          check_jobs(self, ctx, d);
+        else if (!res.granted.empty() || !res.replacements.empty()
+                 || res.idle_topup > 0)
+          launch(self, ctx, d);
+        else
+          finish(self, ctx, d);
+      },
+      [=](const caf::error& err) {
+        auto reason = "ledger: " + self->system().render(err);
+        for (auto& key : needed)
+          decide(*d, key, outcome_kind::retry, reason, "ledger_error");
+        finish(self, ctx, d);
+      });
 }
 
 void close_window(scaler_pointer self, const context_ptr& ctx) {
@@ -342,10 +378,7 @@ void close_window(scaler_pointer self, const context_ptr& ctx) {
   st.open_window = 0;
   st.waiting.clear();
   st.waiting_jobs = 0;
-  if (ctx->pool.job_queued_check)
-    check_jobs(self, ctx, d);
-  else
-    reserve_capacity(self, ctx, d);
+  reserve_capacity(self, ctx, d);
 }
 
 caf::result<batch_outcome> join_window(scaler_pointer self,

@@ -42,6 +42,7 @@ struct sim_cloud_state {
   uint64_t next_instance = 1;
   std::map<std::string, instance> instances; // by id (ids sort by launch)
   int64_t live_instances = 0;                // not terminated
+  std::map<std::string, int64_t> live_by_pool; // by `ghscale:pool` tag
   std::map<std::string, parameter> parameters; // by name
   /// Parameter names per `ghscale:job` tag: more than one is a duplicate.
   std::map<std::string, std::set<std::string>> launches_per_job;

@@ -59,6 +59,7 @@ struct sim_github_state {
 
   struct job {
     sim_job spec;
+    std::string ran_on; // the instance whose runner took it
     job_state state = job_state::queued;
     uint64_t queued_seq = 0; // key into `queue` while queued
   };

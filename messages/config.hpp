@@ -27,7 +27,10 @@ struct queue_config {
   caf::timespan visibility_timeout = 30s;
   caf::timespan wait_time = 20s; // long poll
   int32_t batch_size = 10;       // messages per receive, 1..10
-  int32_t max_receive_count = 5; // then the queue dead-letters it
+  // Receives before the queue dead-letters a message. Jobs waiting for
+  // capacity are received again every retry delay, so this also bounds how
+  // long a job may wait over the cap (100 x retry.max by default).
+  int32_t max_receive_count = 100;
   int32_t min_loops = 1;         // poll loops
   int32_t max_loops = 1;
 };
@@ -88,7 +91,8 @@ struct scaler_config {
 
 struct retry_config {
   caf::timespan base = 5s;  // retry delay for the first receive
-  caf::timespan max = 15min; // the backoff never grows past this
+  caf::timespan max = 1min;  // the backoff never grows past this: a job
+                             // over the cap is looked at again this often
   double jitter = 0.2;      // +- fraction applied to each delay
 };
 

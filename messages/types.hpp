@@ -264,39 +264,6 @@ std::string to_string(runner_state x);
 /// True for states that count against a pool's cap.
 bool counts_against_cap(runner_state x) noexcept;
 
-/// Asks the ledger for capacity for `jobs` (already deduplicated in the
-/// window) plus, when `idle_topup` is set, enough idle runners to reach the
-/// pool's minimum.
-struct reservation_request {
-  std::vector<job_key> jobs;
-  bool idle_topup = true;
-};
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reservation_request& x) {
-  return f(caf::meta::type_name("ghscale::reservation_request"), x.jobs,
-           x.idle_topup);
-}
-
-/// The ledger's atomic answer: jobs that already have a runner, jobs granted
-/// a slot (in request order), and extra idle slots. Jobs in neither list are
-/// over the cap. The slots stay `requested` until a launch_report.
-struct reservation {
-  uint64_t id = 0;
-  std::vector<job_key> already_served;
-  std::vector<job_key> granted;
-  int32_t idle_topup = 0;
-  int32_t active = 0; // counted against the cap, before this reservation
-  int32_t cap = 0;
-};
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reservation& x) {
-  return f(caf::meta::type_name("ghscale::reservation"), x.id,
-           x.already_served, x.granted, x.idle_topup, x.active, x.cap);
-}
-
-enum class capacity_type : uint8_t { spot, on_demand };
-std::string to_string(capacity_type x);
-
 /// One runner to launch. `job.job_id == 0` marks an idle top-up runner.
 struct runner_spec {
   job_key job;
@@ -308,6 +275,48 @@ typename Inspector::result_type inspect(Inspector& f, runner_spec& x) {
   return f(caf::meta::type_name("ghscale::runner_spec"), x.job, x.target,
            x.installation_id);
 }
+
+/// Asks the ledger for capacity for `jobs` (already deduplicated in the
+/// window; each with where its runner would register) plus, when
+/// `idle_topup` is set, enough idle runners to reach the pool's minimum.
+struct reservation_request {
+  std::vector<runner_spec> jobs;
+  bool idle_topup = true;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reservation_request& x) {
+  return f(caf::meta::type_name("ghscale::reservation_request"), x.jobs,
+           x.idle_topup);
+}
+
+/// The ledger's atomic answer: jobs that already have a runner, jobs granted
+/// a slot (in request order), and extra idle slots. Jobs in no list are over
+/// the cap. The slots stay `requested` until a launch_report.
+///
+/// Ephemeral runners are not bound to jobs: a runner launched for job X may
+/// be taken by an older job Y that had none, leaving X (whose message is
+/// gone) without one. `replacements` are runners to launch for such jobs.
+/// While some cannot be granted, `held` jobs (served, but their messages
+/// not yet deleted) are kept on the queue to carry that demand.
+struct reservation {
+  uint64_t id = 0;
+  std::vector<job_key> already_served;
+  std::vector<job_key> granted;
+  int32_t idle_topup = 0;
+  std::vector<runner_spec> replacements;
+  std::vector<job_key> held;
+  int32_t active = 0; // counted against the cap, before this reservation
+  int32_t cap = 0;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reservation& x) {
+  return f(caf::meta::type_name("ghscale::reservation"), x.id,
+           x.already_served, x.granted, x.idle_topup, x.replacements, x.held,
+           x.active, x.cap);
+}
+
+enum class capacity_type : uint8_t { spot, on_demand };
+std::string to_string(capacity_type x);
 
 /// One launch per capacity decision. `client_token` makes it idempotent.
 struct launch_request {

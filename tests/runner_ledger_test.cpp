@@ -83,6 +83,14 @@ job_key job(int64_t id) {
   return job_key{id, 1};
 }
 
+/// Runner specs for jobs of one organization's repository.
+std::vector<runner_spec> specs(const std::vector<job_key>& jobs) {
+  std::vector<runner_spec> out;
+  for (auto& key : jobs)
+    out.push_back(runner_spec{key, {"acme", "", owner_type::organization}, 11});
+  return out;
+}
+
 job_event lifecycle(job_action action, job_key key, std::string runner) {
   job_event ev;
   ev.action = action;
@@ -159,7 +167,7 @@ protected:
 
   reservation reserve(std::vector<job_key> jobs, bool topup = false) {
     auto res = ask<reservation>(atom::reserve_v,
-                                reservation_request{std::move(jobs), topup});
+                                reservation_request{specs(jobs), topup});
     EXPECT_TRUE(res) << sys.render(res.error());
     return res ? *res : reservation{};
   }
@@ -192,7 +200,7 @@ protected:
 TEST_F(RunnerLedgerTest, AnswersNotReadyUntilReconciliationAnswers) {
   spawn(pool_with(5, 0));
   ASSERT_EQ(script->held.size(), 1u);
-  auto early = ask<reservation>(atom::reserve_v, reservation_request{{job(1)}, false});
+  auto early = ask<reservation>(atom::reserve_v, reservation_request{specs({job(1)}), false});
   ASSERT_FALSE(early);
   EXPECT_TRUE(early.error() == errc::not_ready);
   script->answers.push_back(instances({"i-1", "i-2"}));
@@ -224,8 +232,8 @@ TEST_F(RunnerLedgerTest, ReconcilesWithThePoolTagAndRetriesAfterFailure) {
 
 TEST_F(RunnerLedgerTest, TwoReservationsRacingForTheLastSlotGetOneGrant) {
   start(pool_with(3, 0), {"i-1", "i-2"});
-  self->send(ledger, atom::reserve_v, reservation_request{{job(1)}, false});
-  self->send(ledger, atom::reserve_v, reservation_request{{job(2)}, false});
+  self->send(ledger, atom::reserve_v, reservation_request{specs({job(1)}), false});
+  self->send(ledger, atom::reserve_v, reservation_request{specs({job(2)}), false});
   sched.run();
   auto first = next_reply<reservation>();
   auto second = next_reply<reservation>();

@@ -1,0 +1,361 @@
+#include "actors/sim_cloud.hpp"
+
+#include "actors/log.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace ghscale {
+
+namespace {
+
+using cloud_pointer = sim_cloud_actor::stateful_pointer<sim_cloud_state>;
+using state = sim_cloud_state;
+
+/// A booted instance looks for its runner config this often ...
+constexpr caf::timespan parameter_poll_interval = std::chrono::seconds(10);
+/// ... and this long, then idles as an orphan until someone terminates it.
+constexpr caf::timespan parameter_wait_limit = std::chrono::minutes(10);
+
+const char* capacity_code = "InsufficientInstanceCapacity";
+/// The launcher tags each runner config with the job attempt it serves.
+const char* job_tag_key = "ghscale:job";
+
+caf::timespan now(cloud_pointer self) {
+  return self->clock().now().time_since_epoch();
+}
+
+void count(cloud_pointer self, const std::string& key, int64_t n = 1) {
+  self->state.counters[key] += n;
+}
+
+void api_call(cloud_pointer self, const std::string& api) {
+  count(self, api);
+  self->state.stats->add("ghscale_sim_aws_calls_total", {{"api", api}});
+}
+
+std::string instance_id(uint64_t n) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "i-%016llx", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+// -- faults --------------------------------------------------------------------
+
+void inject_fault(cloud_pointer self, const sim_fault& fault) {
+  static const std::set<std::string> kinds{"ec2_capacity", "ec2_spot_capacity",
+                                           "ec2_partial", "ec2_throttle"};
+  if (kinds.count(fault.kind) == 0) {
+    log::warn("sim cloud ignores unknown fault", {{"kind", fault.kind}});
+    return;
+  }
+  log::info("sim cloud fault on",
+            {{"kind", fault.kind}, {"instance_type", fault.instance_type},
+             {"rate", fault.rate}});
+  self->state.faults.push_back({fault, now(self) + fault.duration});
+}
+
+/// The active faults of a kind; expired faults are dropped first.
+std::vector<sim_fault> active_faults(cloud_pointer self, const std::string& kind) {
+  auto& faults = self->state.faults;
+  auto t = now(self);
+  faults.erase(std::remove_if(faults.begin(), faults.end(),
+                              [&](const auto& f) { return f.until <= t; }),
+               faults.end());
+  std::vector<sim_fault> out;
+  for (auto& f : faults)
+    if (f.fault.kind == kind)
+      out.push_back(f.fault);
+  return out;
+}
+
+bool out_of_capacity(cloud_pointer self, const std::string& type,
+                     capacity_type capacity) {
+  auto hits = [&](const sim_fault& f) {
+    return f.instance_type.empty() || f.instance_type == type;
+  };
+  auto all = active_faults(self, "ec2_capacity");
+  auto spot = active_faults(self, "ec2_spot_capacity");
+  return std::any_of(all.begin(), all.end(), hits)
+         || (capacity == capacity_type::spot
+             && std::any_of(spot.begin(), spot.end(), hits));
+}
+
+/// How many of `count` instances an instant fleet fills now.
+int32_t fillable(cloud_pointer self, int32_t count) {
+  auto partial = active_faults(self, "ec2_partial");
+  if (partial.empty())
+    return count;
+  auto rate = std::clamp(partial.back().rate, 0.0, 1.0);
+  return static_cast<int32_t>(std::floor(rate * count));
+}
+
+// -- EC2 -----------------------------------------------------------------------
+
+/// The CreateFleet token bucket, refilled by the actor clock.
+bool take_fleet_token(cloud_pointer self) {
+  auto& st = self->state;
+  auto t = now(self);
+  auto elapsed = std::chrono::duration<double>(t - st.refilled_at).count();
+  st.fleet_tokens = std::min<double>(st.cfg.ec2_fleet_burst,
+                                     st.fleet_tokens + elapsed * st.cfg.ec2_fleet_refill);
+  st.refilled_at = t;
+  if (st.fleet_tokens < 1.0)
+    return false;
+  st.fleet_tokens -= 1.0;
+  return true;
+}
+
+/// The pool an instance belongs to, from the tag the launcher sets.
+std::string pool_of(const std::vector<tag>& tags) {
+  for (auto& t : tags)
+    if (t.key == "ghscale:pool")
+      return t.value;
+  return "";
+}
+
+fleet_instance start_instance(cloud_pointer self, const fleet_request& req,
+                              const std::string& type, const std::string& subnet) {
+  auto& st = self->state;
+  state::instance inst;
+  inst.info.instance_id = instance_id(st.next_instance++);
+  inst.info.instance_type = type;
+  inst.info.state = instance_state::pending;
+  inst.info.capacity = req.capacity;
+  inst.info.launched_at = now(self);
+  inst.info.tags = req.tags;
+  inst.subnet = subnet;
+  auto id = inst.info.instance_id;
+  st.instances.emplace(id, std::move(inst));
+  ++st.live_instances;
+  count(self, "instances_launched");
+  st.counters["peak_instances"] = std::max(st.counters["peak_instances"],
+                                           st.live_instances);
+  auto pool = pool_of(req.tags);
+  auto live = ++st.live_by_pool[pool];
+  auto& peak = st.counters["peak_instances " + pool];
+  peak = std::max(peak, live);
+  self->delayed_send(self, st.cfg.boot_delay, atom::online_v, id);
+  return {id, type, subnet, req.capacity};
+}
+
+fleet_error capacity_error(const std::string& type, capacity_type capacity,
+                           std::string message) {
+  return {capacity_code, std::move(message), type, "", capacity};
+}
+
+/// Instances round-robin over the types that have capacity and over the
+/// subnets; every type without capacity, and any shortfall, is in Errors[].
+fleet_result launch(cloud_pointer self, const fleet_request& req) {
+  fleet_result out;
+  // No overrides: the launch template's own type.
+  auto types = req.instance_types.empty() ? std::vector<std::string>{""}
+                                          : req.instance_types;
+  std::vector<std::string> available;
+  for (auto& type : types) {
+    if (out_of_capacity(self, type, req.capacity))
+      out.errors.push_back(capacity_error(
+        type, req.capacity,
+        "There is no " + to_string(req.capacity) + " capacity available for " + type));
+    else
+      available.push_back(type);
+  }
+  auto fill = available.empty() ? 0 : std::max(0, fillable(self, req.count));
+  if (!available.empty() && fill < req.count)
+    out.errors.push_back(capacity_error(
+      available.front(), req.capacity,
+      "We currently do not have sufficient capacity: launched "
+        + std::to_string(fill) + " of " + std::to_string(req.count)));
+  for (int32_t i = 0; i < fill; ++i) {
+    auto subnet = req.subnets.empty() ? std::string{}
+                                      : req.subnets[i % req.subnets.size()];
+    out.instances.push_back(
+      start_instance(self, req, available[i % available.size()], subnet));
+  }
+  log::info("sim cloud fleet", {{"requested", req.count},
+                                {"launched", static_cast<int64_t>(out.instances.size())},
+                                {"errors", static_cast<int64_t>(out.errors.size())}});
+  return out;
+}
+
+caf::error throttled(const std::string& api) {
+  return caf::make_error(errc::throttled, api + ": RequestLimitExceeded");
+}
+
+caf::result<fleet_result> create_fleet(cloud_pointer self, const fleet_request& req) {
+  auto& st = self->state;
+  if (!active_faults(self, "ec2_throttle").empty() || !take_fleet_token(self)) {
+    api_call(self, "CreateFleet throttled");
+    return throttled("CreateFleet");
+  }
+  api_call(self, "CreateFleet");
+  if (req.client_token.empty())
+    return launch(self, req);
+  if (auto earlier = st.fleets.find(req.client_token); earlier != st.fleets.end())
+    return earlier->second; // idempotent: the same answer, nothing launched
+  auto result = launch(self, req);
+  st.fleets.emplace(req.client_token, result);
+  return result;
+}
+
+bool has_tags(const std::vector<tag>& have, const std::vector<tag>& want) {
+  return std::all_of(want.begin(), want.end(), [&](const tag& w) {
+    return std::any_of(have.begin(), have.end(), [&](const tag& h) {
+      return h.key == w.key && h.value == w.value;
+    });
+  });
+}
+
+caf::result<instance_list> describe(cloud_pointer self, const instance_filter& filter) {
+  if (!active_faults(self, "ec2_throttle").empty()) {
+    api_call(self, "DescribeInstances throttled");
+    return throttled("DescribeInstances");
+  }
+  api_call(self, "DescribeInstances");
+  instance_list out;
+  for (auto& [id, inst] : self->state.instances) {
+    if (!filter.include_terminated && inst.info.state == instance_state::terminated)
+      continue;
+    if (has_tags(inst.info.tags, filter.tags))
+      out.instances.push_back(inst.info);
+  }
+  return out;
+}
+
+void shut_down(cloud_pointer self, state::instance& inst) {
+  if (inst.info.state == instance_state::terminated)
+    return;
+  inst.info.state = instance_state::terminated;
+  --self->state.live_instances;
+  --self->state.live_by_pool[pool_of(inst.info.tags)];
+}
+
+batch_result terminate(cloud_pointer self, const instance_ids& ids) {
+  api_call(self, "TerminateInstances");
+  batch_result out;
+  for (auto& id : ids.ids) {
+    auto i = self->state.instances.find(id);
+    if (i == self->state.instances.end()) {
+      out.failed.push_back({id, "InvalidInstanceID.NotFound",
+                            "The instance ID '" + id + "' does not exist"});
+      continue;
+    }
+    shut_down(self, i->second);
+    out.succeeded.push_back(id);
+  }
+  return out;
+}
+
+/// The runner on an instance exited: the instance shuts itself down.
+void runner_finished(cloud_pointer self, const std::string& id) {
+  auto i = self->state.instances.find(id);
+  if (i == self->state.instances.end())
+    return;
+  log::debug("sim cloud runner finished", {{"instance", id}});
+  shut_down(self, i->second);
+}
+
+/// Boot, then the instance's user data: fetch the runner config from SSM
+/// and start the runner, polling until it appears or the wait is over.
+void boot_step(cloud_pointer self, const std::string& id) {
+  auto& st = self->state;
+  auto i = st.instances.find(id);
+  if (i == st.instances.end())
+    return;
+  auto& inst = i->second;
+  if (inst.info.state == instance_state::terminated || inst.runner_started)
+    return;
+  if (inst.info.state == instance_state::pending) {
+    inst.info.state = instance_state::running;
+    inst.gives_up_at = now(self) + parameter_wait_limit;
+  }
+  auto config = st.parameters.find(st.parameter_prefix + "/" + id);
+  if (config != st.parameters.end()) {
+    inst.runner_started = true;
+    count(self, "runners_started");
+    self->send(st.github, atom::online_v, id, config->second.value);
+    return;
+  }
+  if (now(self) + parameter_poll_interval <= inst.gives_up_at) {
+    self->delayed_send(self, parameter_poll_interval, atom::online_v, id);
+    return;
+  }
+  log::warn("sim cloud instance got no runner config", {{"instance", id}});
+  count(self, "instances_without_config");
+}
+
+// -- SSM -----------------------------------------------------------------------
+
+std::string put_parameter(cloud_pointer self, const parameter& p) {
+  auto& st = self->state;
+  api_call(self, "PutParameter");
+  for (auto& t : p.tags)
+    if (t.key == job_tag_key)
+      st.launches_per_job[t.value].insert(p.name);
+  st.parameters[p.name] = p;
+  return p.name;
+}
+
+caf::result<std::string> delete_parameter(cloud_pointer self, const std::string& name) {
+  api_call(self, "DeleteParameter");
+  if (self->state.parameters.erase(name) == 0)
+    return caf::make_error(errc::not_found, "DeleteParameter: ParameterNotFound " + name);
+  return name;
+}
+
+api_calls report(cloud_pointer self) {
+  auto& st = self->state;
+  auto out = st.counters;
+  out["instances_running"] = st.live_instances;
+  int64_t duplicates = 0;
+  for (auto& [job, names] : st.launches_per_job)
+    duplicates += static_cast<int64_t>(names.size()) - 1;
+  // Launches tagged with a job some earlier launch was tagged with: a
+  // replacement for a runner another job took, or a duplicate.
+  out["job_tag_repeats"] = duplicates;
+  for (auto& [id, inst] : st.instances)
+    out["launched_ms " + id]
+      = std::chrono::duration_cast<std::chrono::milliseconds>(
+          inst.info.launched_at)
+          .count();
+  return api_calls{{out.begin(), out.end()}};
+}
+
+} // namespace
+
+sim_cloud_actor::behavior_type
+sim_cloud(sim_cloud_actor::stateful_pointer<sim_cloud_state> self,
+          simulation_config cfg, std::string parameter_prefix,
+          sim_github_actor github, metrics_ptr stats) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  while (!parameter_prefix.empty() && parameter_prefix.back() == '/')
+    parameter_prefix.pop_back();
+  st.parameter_prefix = std::move(parameter_prefix);
+  st.github = std::move(github);
+  st.stats = std::move(stats);
+  st.fleet_tokens = st.cfg.ec2_fleet_burst;
+  st.refilled_at = now(self);
+  // Ground truth the simulation report reads, present even when zero.
+  for (auto key : {"instances_launched", "peak_instances", "runners_started",
+                   "instances_without_config"})
+    st.counters[key] = 0;
+  return {
+    [=](atom::fleet, const fleet_request& req) { return create_fleet(self, req); },
+    [=](atom::describe, const instance_filter& filter) {
+      return describe(self, filter);
+    },
+    [=](atom::terminate, const instance_ids& ids) { return terminate(self, ids); },
+    [=](atom::put_param, const parameter& p) { return put_parameter(self, p); },
+    [=](atom::del_param, const std::string& name) {
+      return delete_parameter(self, name);
+    },
+    [=](atom::inject, const sim_fault& fault) { inject_fault(self, fault); },
+    [=](atom::online, const std::string& id) { boot_step(self, id); },
+    [=](atom::finished, const std::string& id) { runner_finished(self, id); },
+    [=](atom::stats) { return report(self); },
+  };
+}
+
+} // namespace ghscale

@@ -1,0 +1,68 @@
+#pragma once
+// `ghscale simulate`: replays a trace through the real actor graph (node,
+// supervision tree, pollers, scalers, launcher, GitHub clients, ledgers) on
+// the in-process backends, in virtual time (CAF's deterministic scheduler),
+// and reports what happened, measured against the simulated world's ground
+// truth rather than ghscale's own bookkeeping.
+#include "bench/scenario/trace.hpp"
+#include "messages/config.hpp"
+
+#include <caf/expected.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ghscale::scenario {
+
+struct simulation_options {
+  /// After the last trace entry, run until the world is quiet or this long.
+  caf::timespan horizon = std::chrono::hours(6);
+  /// How often to check for quiet after the last entry.
+  caf::timespan check_every = std::chrono::seconds(30);
+};
+
+struct pool_peak {
+  std::string pool;
+  int64_t peak = 0; // most instances alive at once (ground truth)
+  int32_t cap = 0;
+};
+
+struct simulation_report {
+  std::string trace;
+  double simulated_seconds = 0;
+  int64_t jobs_seen = 0;  // distinct queued jobs in the trace
+  int64_t deliveries = 0; // queue messages, duplicates included
+  int64_t jobs_started = 0;
+  int64_t jobs_completed = 0;
+  int64_t jobs_unrouted = 0;
+  int64_t jobs_dead_lettered = 0;
+  int64_t jobs_lost = 0; // never started, not dead-lettered, not queued
+  int64_t runners_launched = 0;
+  int64_t duplicate_launches = 0; // runners beyond the jobs (never ran one)
+  int64_t runners_taken = 0;      // taken by another job, then replaced
+  int64_t duplicates_suppressed = 0;
+  int64_t messages_acked = 0;
+  int64_t messages_retried = 0;
+  int64_t messages_dead_lettered = 0;
+  int64_t restarts = 0;
+  std::vector<pool_peak> peaks;
+  int64_t latency_samples = 0; // queue-to-launch, seconds
+  double latency_p50 = 0;
+  double latency_p95 = 0;
+  double latency_p99 = 0;
+  std::vector<std::pair<std::string, int64_t>> api_calls;
+
+  /// 0 lost, 0 duplicate launches, every peak within its cap.
+  bool ok() const;
+};
+
+caf::expected<simulation_report>
+run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
+               const std::string& trace_name,
+               const simulation_options& opts = {});
+
+/// Human-readable report, or one JSON object.
+std::string render_report(const simulation_report& r, bool json);
+
+} // namespace ghscale::scenario

@@ -1,0 +1,315 @@
+#include "actors/embedded_queue.hpp"
+
+#include <caf/scheduler/test_coordinator.hpp>
+#include <gtest/gtest.h>
+
+using namespace ghscale;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A dead-letter queue that refuses every message with error `code`.
+queue_actor::behavior_type refusing_queue(queue_actor::pointer, std::string code) {
+  return {
+    [](atom::receive, const receive_request&) { return received_batch{}; },
+    [](atom::remove, const std::vector<std::string>&) { return batch_result{}; },
+    [](atom::visibility, const std::vector<visibility_change>&) {
+      return batch_result{};
+    },
+    [code](atom::enqueue, const std::vector<outgoing_message>&) {
+      return batch_result{{}, {{"0", code, "refused"}}};
+    },
+    [](atom::depth) { return queue_depth{}; },
+  };
+}
+
+class EmbeddedQueueTest : public ::testing::Test {
+protected:
+  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    cfg.set("logger.inline-output", true);
+    return cfg;
+  }
+
+  /// Pending timers keep actors alive: stop them so the system can shut down.
+  ~EmbeddedQueueTest() override {
+    for (auto& q : queues)
+      self->send_exit(q, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// Non-blocking pop of the next reply of type T from `who`'s mailbox.
+  template <class T>
+  caf::expected<T> next_reply(caf::scoped_actor& who) {
+    caf::expected<T> out{caf::sec::bad_function_call};
+    who->receive([&](T& x) { out = std::move(x); },
+                 [&](caf::error& e) { out = std::move(e); },
+                 caf::after(0s) >> [] {});
+    return out;
+  }
+
+  template <class T, class... Ts>
+  T ask(const queue_actor& q, Ts&&... xs) {
+    self->send(q, std::forward<Ts>(xs)...);
+    sched.run();
+    auto reply = next_reply<T>(self);
+    EXPECT_TRUE(reply) << sys.render(reply.error());
+    return reply ? *reply : T{};
+  }
+
+  queue_actor spawn_queue(queue_config qc, queue_actor dlq = {}) {
+    queue_actor q = sys.spawn(embedded_queue, std::move(qc), std::move(dlq), stats);
+    queues.push_back(q);
+    return q;
+  }
+
+  queue_config config(std::string name = "jobs") {
+    queue_config qc;
+    qc.name = std::move(name);
+    qc.visibility_timeout = 30s;
+    qc.max_receive_count = 3;
+    return qc;
+  }
+
+  batch_result send(const queue_actor& q, std::vector<outgoing_message> xs) {
+    return ask<batch_result>(q, atom::enqueue_v, std::move(xs));
+  }
+
+  received_batch receive(const queue_actor& q, int32_t max = 10,
+                         caf::timespan visibility = 30s) {
+    return ask<received_batch>(q, atom::receive_v,
+                               receive_request{max, 0s, visibility});
+  }
+
+  static std::vector<std::string> bodies(const received_batch& b) {
+    std::vector<std::string> out;
+    for (auto& m : b.messages)
+      out.push_back(m.body);
+    return out;
+  }
+
+  metrics_ptr stats = std::make_shared<metrics>();
+  caf::actor_system_config cfg;
+  caf::actor_system sys{prepare(cfg)};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys, true};
+  std::vector<queue_actor> queues; // stopped by the destructor
+};
+
+TEST_F(EmbeddedQueueTest, DeliversInOrderWithIdsReceiptsAndCounts) {
+  auto q = spawn_queue(config());
+  auto sent = send(q, {{"a", 0s}, {"b", 0s}, {"c", 0s}});
+  EXPECT_EQ(sent.succeeded, (std::vector<std::string>{"0", "1", "2"}));
+  EXPECT_TRUE(sent.failed.empty());
+  auto first = receive(q, 2);
+  ASSERT_EQ(first.messages.size(), 2u);
+  EXPECT_EQ(first.messages[0].message_id, "m-1");
+  EXPECT_EQ(first.messages[0].receipt, "r-1");
+  EXPECT_EQ(first.messages[0].receive_count, 1);
+  EXPECT_EQ(first.messages[0].sent_at, sys.clock().now().time_since_epoch());
+  EXPECT_EQ(bodies(first), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(bodies(receive(q)), (std::vector<std::string>{"c"}));
+  EXPECT_TRUE(receive(q).messages.empty());
+  EXPECT_EQ(stats->count("ghscale_queue_sent_total", {{"queue", "jobs"}}), 3);
+  EXPECT_EQ(stats->count("ghscale_queue_received_total", {{"queue", "jobs"}}), 3);
+}
+
+TEST_F(EmbeddedQueueTest, RedeliversAfterVisibilityTimeoutAndInvalidatesOldReceipt) {
+  auto q = spawn_queue(config());
+  send(q, {{"job", 0s}});
+  auto first = receive(q, 10, 30s);
+  ASSERT_EQ(first.messages.size(), 1u);
+  sched.advance_time(29s);
+  EXPECT_TRUE(receive(q).messages.empty());
+  sched.advance_time(1s);
+  auto second = receive(q, 10, 30s);
+  ASSERT_EQ(second.messages.size(), 1u);
+  EXPECT_EQ(second.messages[0].message_id, first.messages[0].message_id);
+  EXPECT_EQ(second.messages[0].receive_count, 2);
+  EXPECT_NE(second.messages[0].receipt, first.messages[0].receipt);
+  auto removed = ask<batch_result>(
+    q, atom::remove_v,
+    std::vector<std::string>{first.messages[0].receipt, second.messages[0].receipt,
+                             "r-unknown"});
+  EXPECT_EQ(removed.succeeded, std::vector<std::string>{second.messages[0].receipt});
+  ASSERT_EQ(removed.failed.size(), 2u);
+  EXPECT_EQ(removed.failed[0].id, first.messages[0].receipt);
+  EXPECT_EQ(removed.failed[0].code, "ReceiptHandleIsInvalid");
+  EXPECT_EQ(removed.failed[1].id, "r-unknown");
+  EXPECT_EQ(removed.failed[1].code, "ReceiptHandleIsInvalid");
+  sched.advance_time(60s);
+  EXPECT_TRUE(receive(q).messages.empty());
+  EXPECT_EQ(stats->count("ghscale_queue_deleted_total", {{"queue", "jobs"}}), 1);
+}
+
+TEST_F(EmbeddedQueueTest, ZeroVisibilityInRequestUsesQueueDefault) {
+  auto qc = config();
+  qc.visibility_timeout = 45s;
+  auto q = spawn_queue(qc);
+  send(q, {{"job", 0s}});
+  EXPECT_EQ(receive(q, 10, 0s).messages.size(), 1u);
+  sched.advance_time(44s);
+  EXPECT_TRUE(receive(q).messages.empty());
+  sched.advance_time(1s);
+  EXPECT_EQ(receive(q).messages.size(), 1u);
+}
+
+TEST_F(EmbeddedQueueTest, VisibilityChangesPerEntry) {
+  auto q = spawn_queue(config());
+  send(q, {{"a", 0s}, {"b", 0s}});
+  auto got = receive(q);
+  ASSERT_EQ(got.messages.size(), 2u);
+  auto changed = ask<batch_result>(
+    q, atom::visibility_v,
+    std::vector<visibility_change>{{got.messages[0].receipt, 0s},
+                                   {"r-stale", 0s},
+                                   {got.messages[1].receipt, 10s}});
+  EXPECT_EQ(changed.succeeded, (std::vector<std::string>{got.messages[0].receipt,
+                                                         got.messages[1].receipt}));
+  ASSERT_EQ(changed.failed.size(), 1u);
+  EXPECT_EQ(changed.failed[0].id, "r-stale");
+  EXPECT_EQ(changed.failed[0].code, "ReceiptHandleIsInvalid");
+  EXPECT_EQ(bodies(receive(q)), std::vector<std::string>{"a"});
+  sched.advance_time(10s);
+  EXPECT_EQ(bodies(receive(q)), std::vector<std::string>{"b"});
+}
+
+TEST_F(EmbeddedQueueTest, DelayedMessagesAppearLater) {
+  auto q = spawn_queue(config());
+  send(q, {{"later", 10s}, {"now", 0s}});
+  auto d = ask<queue_depth>(q, atom::depth_v);
+  EXPECT_EQ(d.visible, 1);
+  EXPECT_EQ(d.delayed, 1);
+  EXPECT_EQ(d.in_flight, 0);
+  EXPECT_EQ(bodies(receive(q)), std::vector<std::string>{"now"});
+  sched.advance_time(9s);
+  EXPECT_TRUE(receive(q).messages.empty());
+  sched.advance_time(1s);
+  EXPECT_EQ(bodies(receive(q)), std::vector<std::string>{"later"});
+}
+
+TEST_F(EmbeddedQueueTest, DepthCountsVisibleInFlightAndDelayed) {
+  auto q = spawn_queue(config());
+  send(q, {{"a", 0s}, {"b", 0s}, {"c", 0s}, {"d", 5s}});
+  receive(q, 1);
+  auto d = ask<queue_depth>(q, atom::depth_v);
+  EXPECT_EQ(d.visible, 2);
+  EXPECT_EQ(d.in_flight, 1);
+  EXPECT_EQ(d.delayed, 1);
+  sched.advance_time(30s);
+  d = ask<queue_depth>(q, atom::depth_v);
+  EXPECT_EQ(d.visible, 4);
+  EXPECT_EQ(d.in_flight, 0);
+  EXPECT_EQ(d.delayed, 0);
+}
+
+TEST_F(EmbeddedQueueTest, LongPollIsAnsweredByALaterSend) {
+  auto q = spawn_queue(config());
+  self->send(q, atom::receive_v, receive_request{10, 20s, 30s});
+  sched.run();
+  EXPECT_FALSE(next_reply<received_batch>(self));
+  sched.advance_time(5s);
+  caf::scoped_actor producer{sys, true};
+  producer->send(q, atom::enqueue_v, std::vector<outgoing_message>{{"hello", 0s}});
+  sched.run();
+  auto batch = next_reply<received_batch>(self);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(bodies(*batch), std::vector<std::string>{"hello"});
+  EXPECT_TRUE(next_reply<batch_result>(producer));
+}
+
+TEST_F(EmbeddedQueueTest, LongPollIsAnsweredWhenADelayEnds) {
+  auto q = spawn_queue(config());
+  send(q, {{"delayed", 8s}});
+  self->send(q, atom::receive_v, receive_request{10, 20s, 30s});
+  sched.run();
+  sched.advance_time(7s);
+  sched.run();
+  EXPECT_FALSE(next_reply<received_batch>(self));
+  sched.advance_time(1s);
+  sched.run();
+  auto batch = next_reply<received_batch>(self);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(bodies(*batch), std::vector<std::string>{"delayed"});
+}
+
+TEST_F(EmbeddedQueueTest, LongPollEndsEmptyAfterItsWait) {
+  auto q = spawn_queue(config());
+  self->send(q, atom::receive_v, receive_request{10, 20s, 30s});
+  sched.run();
+  sched.advance_time(19s);
+  sched.run();
+  EXPECT_FALSE(next_reply<received_batch>(self));
+  sched.advance_time(1s);
+  sched.run();
+  auto batch = next_reply<received_batch>(self);
+  ASSERT_TRUE(batch);
+  EXPECT_TRUE(batch->messages.empty());
+}
+
+TEST_F(EmbeddedQueueTest, WaitingReceiversAreServedInArrivalOrder) {
+  auto q = spawn_queue(config());
+  caf::scoped_actor second{sys, true};
+  self->send(q, atom::receive_v, receive_request{1, 20s, 30s});
+  second->send(q, atom::receive_v, receive_request{1, 20s, 30s});
+  sched.run();
+  caf::scoped_actor producer{sys, true};
+  producer->send(q, atom::enqueue_v,
+                 std::vector<outgoing_message>{{"one", 0s}, {"two", 0s}});
+  sched.run();
+  auto a = next_reply<received_batch>(self);
+  auto b = next_reply<received_batch>(second);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(bodies(*a), std::vector<std::string>{"one"});
+  EXPECT_EQ(bodies(*b), std::vector<std::string>{"two"});
+}
+
+TEST_F(EmbeddedQueueTest, RedrivesToDeadLetterQueueAfterMaxReceiveCount) {
+  auto dlq = spawn_queue(config("jobs-dlq"));
+  auto qc = config();
+  qc.max_receive_count = 2;
+  auto q = spawn_queue(qc, dlq);
+  send(q, {{"poison", 0s}});
+  for (int32_t attempt = 1; attempt <= 2; ++attempt) {
+    auto got = receive(q);
+    ASSERT_EQ(got.messages.size(), 1u);
+    EXPECT_EQ(got.messages[0].receive_count, attempt);
+    sched.advance_time(30s);
+  }
+  EXPECT_TRUE(receive(q).messages.empty());
+  auto d = ask<queue_depth>(q, atom::depth_v);
+  EXPECT_EQ(d.visible + d.in_flight + d.delayed, 0);
+  EXPECT_EQ(bodies(receive(dlq)), std::vector<std::string>{"poison"});
+  EXPECT_EQ(stats->count("ghscale_queue_redriven_total", {{"queue", "jobs"}}), 1);
+}
+
+TEST_F(EmbeddedQueueTest, MessageStaysWhenTheDeadLetterQueueRefusesIt) {
+  queue_actor refusing = sys.spawn(refusing_queue, std::string{"InternalError"});
+  auto qc = config();
+  qc.max_receive_count = 1;
+  auto q = spawn_queue(qc, refusing);
+  send(q, {{"poison", 0s}});
+  receive(q);
+  sched.advance_time(30s);
+  EXPECT_TRUE(receive(q).messages.empty()); // handed to the DLQ, which refuses
+  auto d = ask<queue_depth>(q, atom::depth_v);
+  EXPECT_EQ(d.visible, 1);
+  EXPECT_EQ(stats->count("ghscale_queue_redriven_total", {{"queue", "jobs"}}), 0);
+}
+
+TEST_F(EmbeddedQueueTest, WithoutDeadLetterQueueMessagesKeepComingBack) {
+  auto qc = config();
+  qc.max_receive_count = 1;
+  auto q = spawn_queue(qc);
+  send(q, {{"stubborn", 0s}});
+  receive(q);
+  sched.advance_time(30s);
+  auto again = receive(q);
+  ASSERT_EQ(again.messages.size(), 1u);
+  EXPECT_EQ(again.messages[0].receive_count, 2);
+}
+
+} // namespace

@@ -1,0 +1,275 @@
+// The whole tree on the in-process backends, in virtual time: jobs flow from
+// the simulated GitHub through the queue to launched runners; drain stops
+// pollers and leaves unfinished work on the queue; exceeding the restart
+// intensity at the root ends the node with an error.
+#include "actors/node.hpp"
+#include "messages/actors.hpp"
+#include "transport/config_file.hpp"
+#include "transport/workflow_job.hpp"
+
+#include <caf/scheduler/test_coordinator.hpp>
+#include <gtest/gtest.h>
+
+#include <map>
+
+using namespace ghscale;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* node_config = R"(
+[[queues]]
+name = "jobs"
+dead_letter = "jobs-dlq"
+wait_time = "20s"
+min_loops = 2
+max_loops = 2
+
+[[queues]]
+name = "jobs-dlq"
+
+[[github_apps]]
+name = "app"
+app_id = 7
+
+[[pools]]
+name = "linux"
+queue = "jobs"
+github_app = "app"
+labels = ["self-hosted", "linux"]
+match = "subset"
+max_runners = 5
+instance_types = ["m5.large"]
+subnets = ["subnet-a"]
+launch_template = "lt-test"
+capacity = "on-demand"
+
+[scaler]
+window = "100ms"
+
+[supervision]
+max_restarts = 2
+within = "60s"
+initial_backoff = "100ms"
+max_backoff = "1s"
+
+[simulation]
+boot_delay = "10s"
+
+[logging]
+level = "off"
+)";
+
+class NodeTest : public ::testing::Test {
+protected:
+  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    return cfg;
+  }
+
+  void SetUp() override {
+    auto parsed = parse_config(node_config, "node_test.toml");
+    ASSERT_TRUE(parsed) << describe(parsed.error());
+    conf = *parsed;
+    auto w = spawn_embedded_backends(sys, conf, stats);
+    ASSERT_TRUE(w) << describe(w.error());
+    world = *w;
+  }
+
+  ~NodeTest() override {
+    for (auto& [name, q] : world.wiring.queues)
+      caf::anon_send_exit(q, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(world.github, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(world.cloud, caf::exit_reason::user_shutdown);
+    if (handles)
+      caf::anon_send_exit(handles->node, caf::exit_reason::user_shutdown);
+    advance(30s);
+  }
+
+  void start_node() {
+    auto h = spawn_node(sys, conf, world.wiring, stats);
+    ASSERT_TRUE(h) << describe(h.error());
+    handles = *h;
+    sched.run();
+  }
+
+  /// Runs every message and timer due within `d` of virtual time.
+  void advance(caf::timespan d) {
+    auto& clock = sched.clock();
+    auto until = clock.now() + d;
+    for (;;) {
+      sched.run();
+      if (!clock.has_pending_timeout()
+          || clock.schedule().begin()->first > until)
+        break;
+      clock.advance_time(std::max(clock.schedule().begin()->first - clock.now(),
+                                  caf::timespan{0}));
+    }
+    if (clock.now() < until)
+      clock.advance_time(until - clock.now());
+    sched.run();
+  }
+
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
+    self->send(dest, std::forward<Ts>(xs)...);
+    sched.run();
+    caf::expected<T> out{caf::make_error(errc::timeout, "no answer")};
+    self->receive([&](T& x) { out = std::move(x); },
+                  [&](caf::error& err) { out = std::move(err); },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+    return out;
+  }
+
+  std::map<std::string, int64_t> calls(const caf::expected<api_calls>& x) {
+    std::map<std::string, int64_t> out;
+    if (x)
+      for (auto& [k, n] : x->by_kind)
+        out[k] += n;
+    return out;
+  }
+
+  void inject_job(int64_t id, caf::timespan run_for = 60s) {
+    sim_job job;
+    job.event.key = {id, 1};
+    job.event.run_id = id;
+    job.event.repository = {"acme", "svc", owner_type::organization};
+    job.event.installation_id = 11;
+    job.event.labels = {"self-hosted", "linux"};
+    job.body = to_webhook_payload(job.event);
+    job.run_for = run_for;
+    caf::anon_send(world.github, atom::inject_v, job);
+  }
+
+  queue_depth depth(const std::string& queue) {
+    auto d = ask<queue_depth>(world.wiring.queues.at(queue), atom::depth_v);
+    EXPECT_TRUE(d);
+    return d ? *d : queue_depth{};
+  }
+
+  caf::actor_system_config cfg;
+  caf::actor_system sys{prepare(cfg)};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  caf::scoped_actor self{sys, true};
+  metrics_ptr stats = std::make_shared<metrics>();
+  config conf;
+  embedded_world world;
+  std::optional<node_handles> handles;
+};
+
+} // namespace
+
+TEST_F(NodeTest, QueuedJobsGetOneRunnerEachAndTheQueueDrains) {
+  start_node();
+  for (int64_t id = 1; id <= 3; ++id)
+    inject_job(id);
+  advance(5min);
+  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  auto github = calls(ask<api_calls>(world.github, atom::stats_v));
+  EXPECT_EQ(cloud["instances_launched"], 3);
+  EXPECT_EQ(github["runners_idle_never_used"], 0);
+  EXPECT_EQ(github["jobs_started"], 3);
+  EXPECT_EQ(github["jobs_completed"], 3);
+  auto d = depth("jobs");
+  EXPECT_EQ(d.visible + d.in_flight + d.delayed, 0);
+  EXPECT_EQ(depth("jobs-dlq").visible, 0);
+}
+
+TEST_F(NodeTest, TheCapHoldsAndWaitingJobsRunLater) {
+  start_node();
+  for (int64_t id = 1; id <= 12; ++id)
+    inject_job(id, 2min);
+  advance(30s);
+  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  EXPECT_EQ(cloud["instances_launched"], 5);
+  EXPECT_LE(cloud["peak_instances linux"], 5);
+  advance(20min);
+  cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  auto github = calls(ask<api_calls>(world.github, atom::stats_v));
+  EXPECT_EQ(github["jobs_completed"], 12);
+  EXPECT_EQ(cloud["instances_launched"], 12);
+  EXPECT_LE(cloud["peak_instances linux"], 5);
+}
+
+TEST_F(NodeTest, DrainFinishesBatchesInFlightAndLeavesTheRestQueued) {
+  start_node();
+  inject_job(1);
+  inject_job(2);
+  sched.run(); // delivered and received: the batch is in the scaler's window
+  auto drained = ask<bool>(handles->node, atom::drain_v);
+  EXPECT_FALSE(drained); // not yet: the batch in flight must finish first
+  advance(1s);
+  bool answered = false;
+  self->receive([&](bool ok) { answered = ok; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  // Pollers may still wait on a long poll; give them its full wait.
+  if (!answered) {
+    advance(25s);
+    self->receive([&](bool ok) { answered = ok; },
+                  caf::after(std::chrono::seconds(0)) >> [] {});
+  }
+  EXPECT_TRUE(answered);
+  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  EXPECT_EQ(cloud["instances_launched"], 2); // the in-flight batch finished
+  // After the drain nothing consumes the queue: new work stays on it.
+  inject_job(3);
+  advance(1min);
+  cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  EXPECT_EQ(cloud["instances_launched"], 2);
+  auto d = depth("jobs");
+  EXPECT_GE(d.visible, 1);
+}
+
+TEST_F(NodeTest, ExceedingRestartIntensityAtTheRootStopsTheNodeWithAnError) {
+  start_node();
+  self->monitor(handles->node);
+  for (int i = 0; i < 3; ++i) {
+    caf::anon_send(handles->node, atom::inject_v, std::string{"fleet_launcher"});
+    advance(2s); // past the restart backoff
+  }
+  caf::error reason;
+  bool down = false;
+  self->receive([&](caf::down_msg& msg) {
+                  down = true;
+                  reason = msg.reason;
+                },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  ASSERT_TRUE(down);
+  EXPECT_TRUE(reason); // abnormal: the process exits non-zero
+  handles.reset();
+}
+
+TEST_F(NodeTest, CrashesWithinIntensityAreRestartedAndCounted) {
+  start_node();
+  caf::anon_send(handles->node, atom::inject_v, std::string{"scaler/linux"});
+  advance(2s);
+  auto status = ask<node_status>(handles->node, atom::status_v);
+  ASSERT_TRUE(status) << describe(status.error());
+  int32_t restarts = 0;
+  for (auto& child : status->children) {
+    if (child.name == "scaler/linux")
+      restarts = child.restarts;
+    EXPECT_TRUE(child.running) << child.name;
+  }
+  EXPECT_EQ(restarts, 1);
+  inject_job(1);
+  advance(2min);
+  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  EXPECT_EQ(cloud["instances_launched"], 1);
+}
+
+TEST_F(NodeTest, SpawnNodeNamesAMissingBackend) {
+  backends partial = world.wiring;
+  partial.ec2 = nullptr;
+  auto h = spawn_node(sys, conf, partial, stats);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(h.error(), errc::invalid_config);
+  EXPECT_NE(describe(h.error()).find("EC2"), std::string::npos);
+  partial = world.wiring;
+  partial.queues.erase("jobs-dlq");
+  h = spawn_node(sys, conf, partial, stats);
+  ASSERT_FALSE(h);
+  EXPECT_NE(describe(h.error()).find("jobs-dlq"), std::string::npos);
+}
