@@ -183,7 +183,7 @@ caf::error throttled(const std::string& api) {
   return caf::make_error(errc::throttled, api + ": RequestLimitExceeded");
 }
 
-caf::result<fleet_result> create_fleet(cloud_pointer self, const fleet_request& req) {
+caf::expected<fleet_result> create_fleet(cloud_pointer self, const fleet_request& req) {
   auto& st = self->state;
   if (!active_faults(self, "ec2_throttle").empty() || !take_fleet_token(self)) {
     api_call(self, "CreateFleet throttled");
@@ -207,7 +207,7 @@ bool has_tags(const std::vector<tag>& have, const std::vector<tag>& want) {
   });
 }
 
-caf::result<instance_list> describe(cloud_pointer self, const instance_filter& filter) {
+caf::expected<instance_list> describe(cloud_pointer self, const instance_filter& filter) {
   if (!active_faults(self, "ec2_throttle").empty()) {
     api_call(self, "DescribeInstances throttled");
     return throttled("DescribeInstances");
@@ -297,11 +297,42 @@ std::string put_parameter(cloud_pointer self, const parameter& p) {
   return p.name;
 }
 
-caf::result<std::string> delete_parameter(cloud_pointer self, const std::string& name) {
+caf::expected<std::string> delete_parameter(cloud_pointer self, const std::string& name) {
   api_call(self, "DeleteParameter");
   if (self->state.parameters.erase(name) == 0)
     return caf::make_error(errc::not_found, "DeleteParameter: ParameterNotFound " + name);
   return name;
+}
+
+// -- latency -------------------------------------------------------------------
+
+/// An answer as the caller sees it: at once, or `ec2_latency` later. The
+/// answer is computed on arrival either way, so state changes happen then.
+template <class T>
+caf::result<T> after_latency(cloud_pointer self, caf::expected<T> answer) {
+  auto& st = self->state;
+  if (st.cfg.ec2_latency <= caf::timespan{0})
+    return answer;
+  auto promise = self->make_response_promise<T>();
+  auto id = st.next_delayed_answer++;
+  st.delayed_answers.emplace(id, [promise, answer = std::move(answer)]() mutable {
+    if (answer)
+      promise.deliver(std::move(*answer));
+    else
+      promise.deliver(std::move(answer.error()));
+  });
+  self->delayed_send(self, st.cfg.ec2_latency, atom::flush_v, id);
+  return promise;
+}
+
+void deliver_delayed(cloud_pointer self, uint64_t id) {
+  auto& pending = self->state.delayed_answers;
+  auto i = pending.find(id);
+  if (i == pending.end())
+    return;
+  auto deliver = std::move(i->second);
+  pending.erase(i);
+  deliver();
 }
 
 api_calls report(cloud_pointer self) {
@@ -342,19 +373,26 @@ sim_cloud(sim_cloud_actor::stateful_pointer<sim_cloud_state> self,
                    "instances_without_config"})
     st.counters[key] = 0;
   return {
-    [=](atom::fleet, const fleet_request& req) { return create_fleet(self, req); },
-    [=](atom::describe, const instance_filter& filter) {
-      return describe(self, filter);
+    [=](atom::fleet, const fleet_request& req) {
+      return after_latency<fleet_result>(self, create_fleet(self, req));
     },
-    [=](atom::terminate, const instance_ids& ids) { return terminate(self, ids); },
-    [=](atom::put_param, const parameter& p) { return put_parameter(self, p); },
+    [=](atom::describe, const instance_filter& filter) {
+      return after_latency<instance_list>(self, describe(self, filter));
+    },
+    [=](atom::terminate, const instance_ids& ids) {
+      return after_latency<batch_result>(self, terminate(self, ids));
+    },
+    [=](atom::put_param, const parameter& p) {
+      return after_latency<std::string>(self, put_parameter(self, p));
+    },
     [=](atom::del_param, const std::string& name) {
-      return delete_parameter(self, name);
+      return after_latency<std::string>(self, delete_parameter(self, name));
     },
     [=](atom::inject, const sim_fault& fault) { inject_fault(self, fault); },
     [=](atom::online, const std::string& id) { boot_step(self, id); },
     [=](atom::finished, const std::string& id) { runner_finished(self, id); },
     [=](atom::stats) { return report(self); },
+    [=](atom::flush, uint64_t id) { deliver_delayed(self, id); },
   };
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // Simulated EC2 + SSM, seeded and deterministic: CreateFleet (instant) with
 // a token bucket (throttling), capacity errors per instance type, partial
-// fills, ClientToken idempotency; instances boot after `boot_delay`, read
-// their SSM parameter and bring their runner online in sim GitHub.
+// fills, ClientToken idempotency; every EC2 / SSM call is answered after
+// `ec2_latency`; instances boot after `boot_delay`, read their SSM parameter
+// and bring their runner online in sim GitHub.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
@@ -10,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -49,6 +51,10 @@ struct sim_cloud_state {
   std::vector<active_fault> faults;
   /// API calls by name and ground-truth counters; reported by `stats`.
   std::map<std::string, int64_t> counters;
+  /// Answers computed on arrival, each delivering its response promise
+  /// when its `ec2_latency` timer fires; by timer id.
+  std::map<uint64_t, std::function<void()>> delayed_answers;
+  uint64_t next_delayed_answer = 1;
 
   static inline const char* name = "sim_cloud";
 };

@@ -48,6 +48,30 @@ bool same_target(const repository_ref& a, const repository_ref& b) {
   return iequals(a.owner, b.owner) && iequals(a.repo, b.repo);
 }
 
+std::string lower(std::string x) {
+  for (auto& c : x)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return x;
+}
+
+/// The key of a runner name within its registration target.
+std::string name_key(const repository_ref& target, const std::string& name) {
+  return lower(target.owner) + "/" + lower(target.repo) + "/" + name;
+}
+
+/// Adds a runner, indexed by id and by its name within its target.
+void add_runner(state& st, state::runner r) {
+  st.runner_names.insert(name_key(r.target, r.name));
+  auto id = r.id;
+  st.runners.emplace(id, std::move(r));
+}
+
+void remove_runner(state& st, std::map<int64_t, state::runner>::iterator i) {
+  st.runner_names.erase(name_key(i->second.target, i->second.name));
+  st.idle_runners.erase(i->first);
+  st.runners.erase(i);
+}
+
 /// An org-level runner serves every repository of its owner.
 bool scope_covers(const repository_ref& target, const repository_ref& repo) {
   return iequals(target.owner, repo.owner)
@@ -234,7 +258,7 @@ void finish_job(github_pointer self, int64_t runner_id) {
   // An ephemeral runner deregisters after its job and its instance stops.
   if (st.cloud && !r.instance_id.empty())
     self->send(st.cloud, atom::finished_v, r.instance_id);
-  st.runners.erase(i);
+  remove_runner(st, i);
 }
 
 void inject_job(github_pointer self, const sim_job& spec) {
@@ -276,7 +300,7 @@ std::optional<int64_t> redeem(github_pointer self, const secret_string& secret) 
   r.target = grant->second.target;
   r.ephemeral = false;
   auto id = r.id;
-  st.runners.emplace(id, std::move(r));
+  add_runner(st, std::move(r));
   return id;
 }
 
@@ -319,10 +343,7 @@ void mint_token(github_pointer self, const github_request& req,
 void generate_jit_config(github_pointer self, const github_request& req,
                          github_response& res) {
   auto& st = self->state;
-  auto taken = std::any_of(st.runners.begin(), st.runners.end(), [&](const auto& x) {
-    return same_target(x.second.target, req.target) && x.second.name == req.runner_name;
-  });
-  if (taken) {
+  if (st.runner_names.count(name_key(req.target, req.runner_name)) > 0) {
     res.status = 409;
     res.message = "Already exists - A runner with the name " + req.runner_name
                   + " already exists.";
@@ -338,7 +359,7 @@ void generate_jit_config(github_pointer self, const github_request& req,
   res.status = 201;
   res.runner_id = r.id;
   res.secret = secret_string{std::move(secret)};
-  st.runners.emplace(r.id, std::move(r));
+  add_runner(st, std::move(r));
   count(self, "jit_configs_created");
 }
 
@@ -410,8 +431,7 @@ void delete_runner(github_pointer self, const github_request& req,
     res.message = "Bad request - Runner is still running a job";
     return;
   }
-  st.idle_runners.erase(i->first);
-  st.runners.erase(i);
+  remove_runner(st, i);
   res.status = 204;
   count(self, "runners_deleted");
 }
@@ -493,6 +513,30 @@ github_response call(github_pointer self, const github_request& req) {
   return res;
 }
 
+/// A response as the caller sees it: at once, or `github_latency` later.
+/// The call is served on arrival either way, so state changes happen then.
+caf::result<github_response> after_latency(github_pointer self,
+                                           github_response res) {
+  auto& st = self->state;
+  if (st.cfg.github_latency <= caf::timespan{0})
+    return res;
+  auto promise = self->make_response_promise<github_response>();
+  auto id = st.next_delayed_answer++;
+  st.delayed_answers.emplace(id, state::delayed_answer{promise, std::move(res)});
+  self->delayed_send(self, st.cfg.github_latency, atom::flush_v, id);
+  return promise;
+}
+
+void deliver_delayed(github_pointer self, uint64_t id) {
+  auto& pending = self->state.delayed_answers;
+  auto i = pending.find(id);
+  if (i == pending.end())
+    return;
+  auto answer = std::move(i->second);
+  pending.erase(i);
+  answer.promise.deliver(std::move(answer.response));
+}
+
 api_calls report(github_pointer self) {
   auto& st = self->state;
   auto out = st.counters;
@@ -529,7 +573,9 @@ sim_github(sim_github_actor::stateful_pointer<sim_github_state> self,
                    "github_unknown_registration"})
     st.counters[key] = 0;
   return {
-    [=](atom::call, const github_request& req) { return call(self, req); },
+    [=](atom::call, const github_request& req) {
+      return after_latency(self, call(self, req));
+    },
     [=](atom::connect, queue_actor sink, sim_cloud_actor cloud) {
       self->state.webhook_sink = std::move(sink);
       self->state.cloud = std::move(cloud);
@@ -541,6 +587,7 @@ sim_github(sim_github_actor::stateful_pointer<sim_github_state> self,
     },
     [=](atom::finished, int64_t runner_id) { finish_job(self, runner_id); },
     [=](atom::stats) { return report(self); },
+    [=](atom::flush, uint64_t id) { deliver_delayed(self, id); },
   };
 }
 

@@ -2,9 +2,10 @@
 // Simulated GitHub, seeded and deterministic: installations and tokens
 // (expiry), JIT configs and registration tokens, runners, job status, the
 // primary rate limit per installation and a secondary write limit (403 with
-// retry-after), injected 5xx and 404 faults. Jobs queued on it are taken by
-// idle online runners with matching labels; it delivers the webhooks
-// (queued, in_progress, completed) to the connected queue.
+// retry-after), injected 5xx and 404 faults; every call is answered after
+// `github_latency`. Jobs queued on it are taken by idle online runners with
+// matching labels; it delivers the webhooks (queued, in_progress, completed)
+// to the connected queue.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
@@ -80,6 +81,9 @@ struct sim_github_state {
   std::unordered_map<std::string, int64_t> jit_configs; // unused, to runner id
   std::unordered_map<std::string, registration_grant> registration_tokens;
   std::map<int64_t, runner> runners; // by id
+  /// "owner/repo/name" (lower case) of every runner: names are unique per
+  /// registration target, as on GitHub.
+  std::set<std::string> runner_names;
   std::set<int64_t> idle_runners;    // online and without a job
   std::map<job_key, job> jobs;
   std::map<uint64_t, job_key> queue; // queued jobs in injection order
@@ -91,6 +95,15 @@ struct sim_github_state {
   uint64_t next_queued = 1;
   /// "<op> <status>" and named counters; reported by `stats`.
   std::map<std::string, int64_t> counters;
+
+  /// A response computed on arrival, delivered when its `github_latency`
+  /// timer fires.
+  struct delayed_answer {
+    caf::typed_response_promise<github_response> promise;
+    github_response response;
+  };
+  std::map<uint64_t, delayed_answer> delayed_answers; // by timer id
+  uint64_t next_delayed_answer = 1;
 
   static inline const char* name = "sim_github";
 };

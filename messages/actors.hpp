@@ -288,7 +288,9 @@ using sim_cloud_actor = ec2_actor::extend_with<ssm_actor>::extend<
   // The runner on this instance finished (ephemeral): shut it down.
   caf::reacts_to<atom::finished, std::string>,
   // Calls served, by API.
-  caf::replies_to<atom::stats>::with<api_calls>>;
+  caf::replies_to<atom::stats>::with<api_calls>,
+  // Internal: deliver the delayed answer with this id.
+  caf::reacts_to<atom::flush, uint64_t>>;
 
 /// Simulated GitHub: the REST API plus world control for scenarios.
 using sim_github_actor = github_api_actor::extend<
@@ -303,7 +305,9 @@ using sim_github_actor = github_api_actor::extend<
   // Internal: the job running on runner `id` finished.
   caf::reacts_to<atom::finished, int64_t>,
   // Calls served, by operation and status.
-  caf::replies_to<atom::stats>::with<api_calls>>;
+  caf::replies_to<atom::stats>::with<api_calls>,
+  // Internal: deliver the delayed answer with this id.
+  caf::reacts_to<atom::flush, uint64_t>>;
 
 /// Registers every ghscale message type; call on each node before the
 /// actor_system is constructed.

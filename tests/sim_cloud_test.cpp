@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -27,8 +28,13 @@ sim_github_actor::behavior_type recording_github(sim_github_actor::pointer,
     },
     [](atom::finished, int64_t) {},
     [](atom::stats) { return api_calls{}; },
+    [](atom::flush, uint64_t) {},
   };
 }
+
+/// What a client got back so far: nothing yet, a value or an error.
+template <class T>
+using answer_slot = std::shared_ptr<std::optional<caf::expected<T>>>;
 
 class SimCloudTest : public ::testing::Test {
 protected:
@@ -80,6 +86,23 @@ protected:
       sched.advance_time(std::min<caf::timespan>(d, 1s));
       sched.run();
     }
+  }
+
+  /// Asks as a real client does (a request with a timeout) and keeps what
+  /// comes back, so a test can see whether the answer has arrived yet.
+  template <class T, class... Ts>
+  answer_slot<T> ask_as_client(Ts... xs) {
+    auto slot = std::make_shared<std::optional<caf::expected<T>>>();
+    // The slot is a spawn argument: CAF 0.17 dereferences a null argument
+    // tuple for functions spawned without arguments (UBSan reports it).
+    auto asking_client = [=, dest = cloud](caf::event_based_actor* client,
+                                           answer_slot<T> out) {
+      client->request(dest, caf::timespan{1h}, xs...).then(
+        [out](T& x) { out->emplace(std::move(x)); },
+        [out](caf::error& err) { out->emplace(std::move(err)); });
+    };
+    sys.spawn(asking_client, slot);
+    return slot;
   }
 
   fleet_request request(std::string token, int32_t count,
@@ -344,6 +367,33 @@ TEST_F(SimCloudTest, ParametersAndDuplicateJobLaunches) {
   EXPECT_EQ(s["PutParameter"], 5);
   EXPECT_EQ(s["DeleteParameter"], 2);
   EXPECT_EQ(s["job_tag_repeats"], 1);
+}
+
+TEST_F(SimCloudTest, LatencyDelaysAnswersButNotTheirEffects) {
+  sim.ec2_latency = 2s;
+  sim.ec2_fleet_burst = 1;
+  sim.ec2_fleet_refill = 0.01;
+  start();
+  auto launched = ask_as_client<fleet_result>(atom::fleet_v, request("t-1", 1));
+  auto throttled = ask_as_client<fleet_result>(atom::fleet_v, request("t-2", 1));
+  sched.run();
+  EXPECT_FALSE(launched->has_value());
+  EXPECT_FALSE(throttled->has_value());
+  auto s = cloud_stats(); // served on arrival
+  EXPECT_EQ(s["CreateFleet"], 1);
+  EXPECT_EQ(s["CreateFleet throttled"], 1);
+  EXPECT_EQ(s["instances_launched"], 1);
+  advance(1s);
+  EXPECT_FALSE(launched->has_value());
+  EXPECT_FALSE(throttled->has_value());
+  advance(1s);
+  ASSERT_TRUE(launched->has_value());
+  ASSERT_TRUE(**launched) << sys.render((*launched)->error());
+  ASSERT_EQ((*launched)->value().instances.size(), 1u);
+  EXPECT_EQ((*launched)->value().instances[0].instance_id, "i-0000000000000001");
+  ASSERT_TRUE(throttled->has_value());
+  ASSERT_FALSE(**throttled);
+  EXPECT_TRUE(is_throttled((*throttled)->error())) << sys.render((*throttled)->error());
 }
 
 } // namespace

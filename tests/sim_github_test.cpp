@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -30,8 +31,12 @@ recording_cloud(sim_cloud_actor::pointer,
     [](atom::online, const std::string&) {},
     [finished](atom::finished, const std::string& id) { finished->push_back(id); },
     [](atom::stats) { return api_calls{}; },
+    [](atom::flush, uint64_t) {},
   };
 }
+
+/// What a client got back so far: nothing yet, a response or an error.
+using answer_slot = std::shared_ptr<std::optional<caf::expected<github_response>>>;
 
 class SimGithubTest : public ::testing::Test {
 protected:
@@ -102,6 +107,21 @@ protected:
 
   github_response call(const sim_github_actor& gh, github_request req) {
     return ask<github_response>(gh, atom::call_v, std::move(req));
+  }
+
+  /// Calls as a real client does (a request with a timeout) and keeps what
+  /// comes back, so a test can see whether the answer has arrived yet.
+  answer_slot call_as_client(const sim_github_actor& gh, github_request req) {
+    auto slot = std::make_shared<std::optional<caf::expected<github_response>>>();
+    // The slot is a spawn argument: CAF 0.17 dereferences a null argument
+    // tuple for functions spawned without arguments (UBSan reports it).
+    auto asking_client = [=](caf::event_based_actor* client, answer_slot out) {
+      client->request(gh, caf::timespan{1h}, atom::call_v, req).then(
+        [out](github_response& res) { out->emplace(std::move(res)); },
+        [out](caf::error& err) { out->emplace(std::move(err)); });
+    };
+    sys.spawn(asking_client, slot);
+    return slot;
   }
 
   github_response mint(const sim_github_actor& gh, int64_t installation = 1) {
@@ -491,6 +511,36 @@ TEST_F(SimGithubTest, SameSeedGivesTheSameRun) {
   EXPECT_GT(first["generate_jit_config 502"], 0);
   EXPECT_GT(first["generate_jit_config 201"], 0);
   EXPECT_EQ(first["generate_jit_config 502"] + first["generate_jit_config 201"], 40);
+}
+
+TEST_F(SimGithubTest, LatencyDelaysResponsesButNotTheirEffects) {
+  sim.github_latency = 3s;
+  auto gh = start();
+  github_request token_request;
+  token_request.op = github_op::create_installation_token;
+  token_request.installation_id = 1;
+  token_request.credential = secret_string{"app-jwt"};
+  auto minted = call_as_client(gh, token_request);
+  token_request.credential = secret_string{};
+  auto refused = call_as_client(gh, token_request);
+  sched.run();
+  EXPECT_FALSE(minted->has_value());
+  EXPECT_FALSE(refused->has_value());
+  auto s = github_stats(gh); // served on arrival
+  EXPECT_EQ(s["create_installation_token 201"], 1);
+  EXPECT_EQ(s["create_installation_token 401"], 1);
+  advance(2s);
+  EXPECT_FALSE(minted->has_value());
+  EXPECT_FALSE(refused->has_value());
+  advance(1s);
+  ASSERT_TRUE(minted->has_value());
+  ASSERT_TRUE(**minted) << sys.render((*minted)->error());
+  EXPECT_EQ((*minted)->value().status, 201);
+  EXPECT_EQ((*minted)->value().secret.value, "ghs_sim_1");
+  ASSERT_TRUE(refused->has_value());
+  ASSERT_TRUE(**refused) << sys.render((*refused)->error());
+  EXPECT_EQ((*refused)->value().status, 401);
+  EXPECT_EQ((*refused)->value().message, "Bad credentials");
 }
 
 } // namespace
