@@ -172,6 +172,14 @@ void stop_world(const embedded_world& world) {
 }
 
 int run(const options& opts) {
+  // Signals are taken synchronously by this thread only: block them first,
+  // before CAF starts its threads (which inherit the mask), so that even an
+  // early SIGTERM ends in an orderly exit.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   if (opts.config_file.empty()) {
     std::cerr << "ghscale run: --config FILE is required\n" << usage;
     return 2;
@@ -187,13 +195,6 @@ int run(const options& opts) {
       return fail(parsed.error());
     trace = std::move(*parsed);
   }
-  // Signals are taken synchronously by this thread only: block them before
-  // CAF starts its threads, which inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   caf::actor_system_config sys_cfg;
   register_types(sys_cfg);
   caf::actor_system sys{sys_cfg};

@@ -551,6 +551,8 @@ TEST(ConfigValidation, SectionValues) {
      "must be > 0s"},
     {section("[timeouts]\ndrain = \"0ms\""), "t.toml:15:1: timeouts.drain: ",
      "must be > 0s"},
+    {section("[timeouts]\ndrain = \"20s\""), "t.toml:15:1: timeouts.drain: ",
+     "must be longer than the wait_time of queue 'jobs' (20s)"},
     {section("[simulation]\nec2_fleet_burst = 0"),
      "t.toml:15:1: simulation.ec2_fleet_burst: ", "must be >= 1"},
     {section("[simulation]\nec2_fleet_refill = -1.0"),

@@ -727,6 +727,21 @@ void check_pool_queues_have_dead_letters(const config& cfg,
   }
 }
 
+/// A drain waits for each poller's long poll in flight: it needs longer.
+void check_drain_outlasts_long_polls(const config& cfg, diagnostics& diag) {
+  for (auto& q : cfg.queues) {
+    auto polled = std::any_of(cfg.pools.begin(), cfg.pools.end(),
+                              [&](auto& p) { return p.queue == q.name; });
+    if (polled && cfg.timeouts.drain <= q.wait_time) {
+      diag.error("timeouts.drain",
+                 "must be longer than the wait_time of queue '" + q.name
+                   + "' (" + format_duration(q.wait_time)
+                   + "): a drain waits for the long poll in flight");
+      return;
+    }
+  }
+}
+
 void check_sections(const config& cfg, diagnostics& diag) {
   require_set(diag, "aws.region", cfg.aws.region);
   require_url(diag, "aws.sqs_endpoint", cfg.aws.sqs_endpoint);
@@ -788,6 +803,7 @@ void check_config(const config& cfg, diagnostics& diag) {
   require_unique_names(diag, "pools", cfg.pools);
   for (size_t i = 0; i < cfg.queues.size(); ++i)
     check_queue(cfg, i, diag);
+  check_drain_outlasts_long_polls(cfg, diag);
   for (size_t i = 0; i < cfg.github_apps.size(); ++i)
     check_app(cfg.github_apps[i], i, diag);
   for (size_t i = 0; i < cfg.pools.size(); ++i)
