@@ -246,7 +246,8 @@ run_result run_once(size_t events, int32_t loops, caf::timespan window,
 int main(int argc, char** argv) {
   size_t events = argc > 1 ? std::stoul(argv[1]) : 200'000;
   int runs = argc > 2 ? std::stoi(argv[2]) : 3;
-  ghscale::log::configure("error", "logfmt");
+  ghscale::log::configure(std::getenv("GHSCALE_LOG") ? std::getenv("GHSCALE_LOG") : "error", "logfmt");
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("pipeline_bench: %zu events per run, median of %d runs, "
               "zero-latency backends, %u hardware threads\n",
               events, runs, std::thread::hardware_concurrency());
