@@ -8,6 +8,8 @@
 #include <functional>
 #include <iterator>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace ghscale {
 
@@ -40,51 +42,113 @@ double seconds(caf::timespan d) {
   return std::chrono::duration<double>(d).count();
 }
 
+using runner_iterator = std::map<std::string, runner_record>::iterator;
+
+size_t state_index(runner_state s) {
+  return static_cast<size_t>(s);
+}
+
+/// A runner a job can still take: it has not started one.
+bool unstarted(runner_state s) {
+  return s == runner_state::pending || s == runner_state::ready;
+}
+
+/// The key of a requested slot's job in `slots_by_reservation`: all top-up
+/// slots are alike, whatever run attempt their spec carried.
+job_key slot_job(const job_key& job) {
+  return job.job_id == 0 ? job_key{0, 0} : job;
+}
+
+/// Adds `r` to (`sign` +1) or removes it from (`sign` -1) every index.
+void index_runner(runner_indexes& index, const runner_record& r, int32_t sign) {
+  auto update = [sign](auto& set, auto entry) {
+    if (sign > 0)
+      set.insert(std::move(entry));
+    else
+      set.erase(entry);
+  };
+  index.by_state[state_index(r.state)] += sign;
+  if (r.is_topup())
+    index.topups_by_state[state_index(r.state)] += sign;
+  if (r.state == runner_state::requested) {
+    auto& slots = index.slots_by_reservation[r.reservation];
+    update(slots, std::make_pair(slot_job(r.job), r.id));
+    if (slots.empty())
+      index.slots_by_reservation.erase(r.reservation);
+    update(index.slots_by_age, std::make_pair(r.requested_at, r.id));
+  }
+  if (!r.runner_name.empty())
+    update(index.ids_by_name, std::make_pair(r.runner_name, r.id));
+  if (unstarted(r.state))
+    update(index.unstarted_by_job, std::make_pair(r.job, r.id));
+}
+
+// Every change to `st.runners` goes through the next three functions, so the
+// indexes always describe the runners exactly.
+
+/// Adds `r`, replacing a runner with the same id.
+runner_record& put_runner(runner_ledger_state& st, runner_record r) {
+  auto [i, added] = st.runners.try_emplace(r.id);
+  if (!added)
+    index_runner(st.index, i->second, -1);
+  i->second = std::move(r);
+  index_runner(st.index, i->second, +1);
+  return i->second;
+}
+
+runner_iterator erase_runner(runner_ledger_state& st, runner_iterator i) {
+  index_runner(st.index, i->second, -1);
+  return st.runners.erase(i);
+}
+
+/// Applies `change` to `r`; `change` must keep `r.id`, the runner's key.
+template <class Change>
+void change_runner(runner_ledger_state& st, runner_record& r, Change change) {
+  index_runner(st.index, r, -1);
+  change(r);
+  index_runner(st.index, r, +1);
+}
+
+int32_t runners_in(const runner_ledger_state& st, runner_state s) {
+  return st.index.by_state[state_index(s)];
+}
+
 ledger_counts count_runners(const runner_ledger_state& st) {
   ledger_counts out;
-  for (auto& [id, r] : st.runners) {
-    switch (r.state) {
-      case runner_state::requested: ++out.requested; break;
-      case runner_state::pending: ++out.pending; break;
-      case runner_state::ready: ++out.ready; break;
-      case runner_state::running: ++out.running; break;
-      case runner_state::completed: ++out.completed; break;
-      case runner_state::failed: ++out.failed; break;
-      case runner_state::orphaned: ++out.orphaned; break;
-      case runner_state::terminated: ++out.terminated; break;
-    }
-  }
+  out.requested = runners_in(st, runner_state::requested);
+  out.pending = runners_in(st, runner_state::pending);
+  out.ready = runners_in(st, runner_state::ready);
+  out.running = runners_in(st, runner_state::running);
+  out.completed = runners_in(st, runner_state::completed);
+  out.failed = runners_in(st, runner_state::failed);
+  out.orphaned = runners_in(st, runner_state::orphaned);
+  out.terminated = runners_in(st, runner_state::terminated);
   return out;
 }
 
 void publish_gauges(const runner_ledger_state& st, const pool_config& pool,
                     metrics& stats) {
-  std::map<runner_state, int32_t> by_state;
-  for (auto& [id, r] : st.runners)
-    ++by_state[r.state];
   for (auto s : all_states)
     stats.set("ghscale_runners", {{"pool", pool.name}, {"state", to_string(s)}},
-              by_state[s]);
+              runners_in(st, s));
 }
 
 /// Idle runners: ready ones, plus top-up runners on their way (requested or
 /// pending), which will be idle when they come online. A pending runner
 /// launched for a job is not idle: that job takes it.
 int32_t idle_runners(const runner_ledger_state& st) {
-  return static_cast<int32_t>(
-    std::count_if(st.runners.begin(), st.runners.end(), [](auto& kv) {
-      auto& r = kv.second;
-      return r.state == runner_state::ready
-             || (r.is_topup()
-                 && (r.state == runner_state::requested
-                     || r.state == runner_state::pending));
-    }));
+  auto& topups = st.index.topups_by_state;
+  return runners_in(st, runner_state::ready)
+         + topups[state_index(runner_state::requested)]
+         + topups[state_index(runner_state::pending)];
 }
 
 int32_t active_runners(const runner_ledger_state& st) {
-  return static_cast<int32_t>(
-    std::count_if(st.runners.begin(), st.runners.end(),
-                  [](auto& kv) { return counts_against_cap(kv.second.state); }));
+  int32_t out = 0;
+  for (auto s : all_states)
+    if (counts_against_cap(s))
+      out += runners_in(st, s);
+  return out;
 }
 
 void remember_served(runner_ledger_state& st, const job_key& job,
@@ -112,19 +176,24 @@ void release_overdue_slots(ledger_pointer self, const pool_config& pool,
   auto& st = self->state;
   auto now = self->clock().now();
   auto deadline = timeouts.launch + report_grace;
-  for (auto i = st.runners.begin(); i != st.runners.end();) {
+  std::vector<std::string> overdue;
+  for (auto& [requested_at, id] : st.index.slots_by_age) {
+    if (now - requested_at < deadline)
+      break;
+    overdue.push_back(id);
+  }
+  // In id order, as the runners are: the log lines come in a stable order.
+  std::sort(overdue.begin(), overdue.end());
+  for (auto& id : overdue) {
+    auto i = st.runners.find(id);
     auto& r = i->second;
-    if (r.state == runner_state::requested && now - r.requested_at >= deadline) {
-      log::warn("ledger released a slot whose launch was never reported",
-                {{"pool", pool.name},
-                 {"reservation", r.reservation},
-                 {"job", to_string(r.job)}});
-      st.expired_reservations.emplace(r.reservation, now);
-      forget_reserved(st, r.job);
-      i = st.runners.erase(i);
-    } else {
-      ++i;
-    }
+    log::warn("ledger released a slot whose launch was never reported",
+              {{"pool", pool.name},
+               {"reservation", r.reservation},
+               {"job", to_string(r.job)}});
+    st.expired_reservations.emplace(r.reservation, now);
+    forget_reserved(st, r.job);
+    erase_runner(st, i);
   }
 }
 
@@ -160,7 +229,7 @@ void add_requested_slot(runner_ledger_state& st, uint64_t reservation,
   r.installation_id = spec.installation_id;
   r.reservation = reservation;
   r.requested_at = now;
-  st.runners.emplace(r.id, std::move(r));
+  put_runner(st, std::move(r));
 }
 
 reservation reserve(ledger_pointer self, const pool_config& pool,
@@ -213,9 +282,9 @@ reservation reserve(ledger_pointer self, const pool_config& pool,
 
 /// Turns a requested slot (or nothing, for a report that outlived its
 /// slots) into a pending runner for the instance that came up.
-void record_launch(runner_ledger_state& st, const pool_config& pool,
-                   metrics& stats, const launched_runner& up,
-                   std::optional<runner_record> slot, time_point now) {
+runner_record& record_launch(runner_ledger_state& st, const pool_config& pool,
+                             metrics& stats, const launched_runner& up,
+                             std::optional<runner_record> slot, time_point now) {
   runner_record r = slot ? std::move(*slot) : runner_record{};
   if (slot)
     stats.observe("ghscale_launch_seconds", {{"pool", pool.name}},
@@ -228,7 +297,7 @@ void record_launch(runner_ledger_state& st, const pool_config& pool,
   r.runner_name = up.runner_name;
   r.reservation = 0;
   r.launched_at = now;
-  st.runners[r.id] = std::move(r);
+  return put_runner(st, std::move(r));
 }
 
 /// Takes the requested slot of `reservation` meant for `job` (any top-up
@@ -236,15 +305,16 @@ void record_launch(runner_ledger_state& st, const pool_config& pool,
 std::optional<runner_record> take_slot(runner_ledger_state& st,
                                        uint64_t reservation,
                                        const job_key& job) {
-  auto i = std::find_if(st.runners.begin(), st.runners.end(), [&](auto& kv) {
-    auto& r = kv.second;
-    return r.state == runner_state::requested && r.reservation == reservation
-           && (job.job_id == 0 ? r.is_topup() : r.job == job);
-  });
-  if (i == st.runners.end())
+  auto slots = st.index.slots_by_reservation.find(reservation);
+  if (slots == st.index.slots_by_reservation.end())
     return std::nullopt;
-  auto slot = std::move(i->second);
-  st.runners.erase(i);
+  auto key = slot_job(job);
+  auto first = slots->second.lower_bound(std::make_pair(key, std::string{}));
+  if (first == slots->second.end() || first->first != key)
+    return std::nullopt;
+  auto i = st.runners.find(first->second);
+  auto slot = i->second;
+  erase_runner(st, i);
   return slot;
 }
 
@@ -257,9 +327,11 @@ void adopt_waiting_job(runner_ledger_state& st, runner_record& r) {
   if (served == st.served.end() || served->second.source != served_by::observed)
     return;
   auto waiting = st.needs_runner.begin();
-  r.job = waiting->first;
-  r.target = waiting->second.target;
-  r.installation_id = waiting->second.installation_id;
+  change_runner(st, r, [&](runner_record& x) {
+    x.job = waiting->first;
+    x.target = waiting->second.target;
+    x.installation_id = waiting->second.installation_id;
+  });
   st.needs_runner.erase(waiting);
 }
 
@@ -270,16 +342,15 @@ void runner_taken(runner_ledger_state& st, const pool_config& pool,
                   metrics& stats, runner_record& r, const job_key& taker) {
   if (r.is_topup() || r.job == taker)
     return;
-  auto unstarted = [](runner_state s) {
-    return s == runner_state::pending || s == runner_state::ready;
-  };
-  auto own = std::find_if(st.runners.begin(), st.runners.end(), [&](auto& kv) {
-    return &kv.second != &r && kv.second.job == taker && unstarted(kv.second.state);
-  });
-  if (own != st.runners.end()) {
-    own->second.job = r.job;
-    own->second.target = r.target;
-    own->second.installation_id = r.installation_id;
+  // `r` is not among them: its job is not the taker.
+  auto& unstarted_runners = st.index.unstarted_by_job;
+  auto own = unstarted_runners.lower_bound(std::make_pair(taker, std::string{}));
+  if (own != unstarted_runners.end() && own->first == taker) {
+    change_runner(st, st.runners.at(own->second), [&](runner_record& x) {
+      x.job = r.job;
+      x.target = r.target;
+      x.installation_id = r.installation_id;
+    });
   } else {
     st.needs_runner.emplace(r.job,
                             runner_spec{r.job, r.target, r.installation_id});
@@ -290,7 +361,7 @@ void runner_taken(runner_ledger_state& st, const pool_config& pool,
                {"launched_for", to_string(r.job)},
                {"taken_by", to_string(taker)}});
   }
-  r.job = taker;
+  change_runner(st, r, [&](runner_record& x) { x.job = taker; });
 }
 
 caf::result<ledger_counts> apply_report(ledger_pointer self,
@@ -299,12 +370,7 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
                                         const launch_report& rep) {
   auto& st = self->state;
   auto now = self->clock().now();
-  auto is_slot_of_report = [&](auto& kv) {
-    return kv.second.state == runner_state::requested
-           && kv.second.reservation == rep.reservation_id;
-  };
-  bool known = std::any_of(st.runners.begin(), st.runners.end(),
-                           is_slot_of_report)
+  bool known = st.index.slots_by_reservation.count(rep.reservation_id) > 0
                || st.expired_reservations.count(rep.reservation_id) > 0;
   if (!known)
     return caf::make_error(errc::rejected,
@@ -316,12 +382,16 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
     st.replacing.erase(up.job);
     if (up.job.job_id != 0)
       remember_served(st, up.job, served_by::reservation, now);
-    record_launch(st, pool, stats, up, std::move(slot), now);
-    adopt_waiting_job(st, st.runners[up.instance_id]);
+    auto& launched = record_launch(st, pool, stats, up, std::move(slot), now);
+    adopt_waiting_job(st, launched);
   }
   int32_t released = 0;
-  for (auto i = st.runners.begin(); i != st.runners.end();) {
-    if (is_slot_of_report(*i)) {
+  auto unfilled = st.index.slots_by_reservation.find(rep.reservation_id);
+  if (unfilled != st.index.slots_by_reservation.end()) {
+    // A copy: releasing the slots empties the index entry.
+    auto slots = unfilled->second;
+    for (auto& [key, id] : slots) {
+      auto i = st.runners.find(id);
       auto& job = i->second.job;
       auto replacing = st.replacing.find(job);
       if (replacing != st.replacing.end()) {
@@ -331,10 +401,8 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
       } else {
         forget_reserved(st, job);
       }
-      i = st.runners.erase(i);
+      erase_runner(st, i);
       ++released;
-    } else {
-      ++i;
     }
   }
   log::info("ledger recorded launch",
@@ -350,10 +418,11 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
 runner_record* find_by_name(runner_ledger_state& st, const std::string& name) {
   if (name.empty())
     return nullptr;
-  for (auto& [id, r] : st.runners)
-    if (r.runner_name == name)
-      return &r;
-  return nullptr;
+  auto& names = st.index.ids_by_name;
+  auto i = names.lower_bound(std::make_pair(name, std::string{}));
+  if (i == names.end() || i->first != name)
+    return nullptr;
+  return &st.runners.at(i->second);
 }
 
 void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
@@ -380,11 +449,14 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
   }
   if (ev.action == job_action::in_progress) {
     runner_taken(st, pool, stats, *runner, ev.key);
-    runner->state = runner_state::running;
-    runner->started_at = now;
+    change_runner(st, *runner, [&](runner_record& r) {
+      r.state = runner_state::running;
+      r.started_at = now;
+    });
   } else {
-    runner->state = pool.mode == runner_mode::ephemeral ? runner_state::completed
-                                                        : runner_state::ready;
+    auto done = pool.mode == runner_mode::ephemeral ? runner_state::completed
+                                                    : runner_state::ready;
+    change_runner(st, *runner, [&](runner_record& r) { r.state = done; });
   }
   publish_gauges(st, pool, stats);
 }
@@ -409,12 +481,14 @@ void apply_inventory(ledger_pointer self, const pool_config& pool,
   for (auto i = st.runners.begin(); i != st.runners.end();) {
     auto& r = i->second;
     if (r.state == runner_state::terminated) {
-      i = st.runners.erase(i);
+      i = erase_runner(st, i);
       continue;
     }
     if (r.state != runner_state::requested && alive.count(r.id) == 0
         && r.launched_at <= asked_at) {
-      r.state = runner_state::terminated;
+      change_runner(st, r, [](runner_record& x) {
+        x.state = runner_state::terminated;
+      });
       ++gone;
     }
     ++i;
@@ -429,7 +503,7 @@ void apply_inventory(ledger_pointer self, const pool_config& pool,
     r.runner_name = pool.name + "-" + id;
     r.requested_at = now;
     r.launched_at = now;
-    st.runners.emplace(id, std::move(r));
+    put_runner(st, std::move(r));
     ++added;
   }
   log::info("ledger reconciled with EC2",
@@ -480,6 +554,27 @@ void reconcile(ledger_pointer self, const pool_config& pool,
 }
 
 } // namespace
+
+caf::error check_runner_indexes(const runner_ledger_state& st) {
+  runner_indexes recounted;
+  for (auto& [id, r] : st.runners)
+    index_runner(recounted, r, +1);
+  if (recounted == st.index)
+    return caf::none;
+  auto& have = st.index;
+  auto& want = recounted;
+  const char* drifted
+    = have.by_state != want.by_state               ? "by_state"
+      : have.topups_by_state != want.topups_by_state ? "topups_by_state"
+      : have.slots_by_reservation != want.slots_by_reservation
+        ? "slots_by_reservation"
+      : have.slots_by_age != want.slots_by_age ? "slots_by_age"
+      : have.ids_by_name != want.ids_by_name   ? "ids_by_name"
+                                               : "unstarted_by_job";
+  return caf::make_error(errc::rejected,
+                         std::string{"runner_ledger: index "} + drifted
+                           + " does not match the runners");
+}
 
 runner_ledger_actor::behavior_type
 runner_ledger(runner_ledger_actor::stateful_pointer<runner_ledger_state> self,

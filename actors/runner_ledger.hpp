@@ -9,11 +9,15 @@
 
 #include <caf/all.hpp>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace ghscale {
 
@@ -46,9 +50,41 @@ struct served_job {
   caf::actor_clock::time_point since;
 };
 
+constexpr size_t runner_state_count
+  = static_cast<size_t>(runner_state::terminated) + 1;
+
+/// What the ledger derives from its runners, kept in step with every change
+/// so no message has to scan all runners. Only the helpers in
+/// runner_ledger.cpp that add, change or remove a runner touch it. Entries
+/// end in the runner id: among equal keys the first is the runner a scan of
+/// `runners` (ordered by id) would find first.
+struct runner_indexes {
+  /// Runners per state, and top-up runners per state.
+  std::array<int32_t, runner_state_count> by_state{};
+  std::array<int32_t, runner_state_count> topups_by_state{};
+  /// Requested slots per reservation as (job, id); every top-up slot under
+  /// job_key{0, 0}, since any of them fills a top-up launch.
+  std::map<uint64_t, std::set<std::pair<job_key, std::string>>>
+    slots_by_reservation;
+  /// Requested slots, oldest first, to release overdue ones.
+  std::set<std::pair<caf::actor_clock::time_point, std::string>> slots_by_age;
+  /// (runner name, id) of every runner with a name.
+  std::set<std::pair<std::string, std::string>> ids_by_name;
+  /// (job, id) of pending and ready runners: the ones a job can still take.
+  std::set<std::pair<job_key, std::string>> unstarted_by_job;
+
+  friend bool operator==(const runner_indexes& a, const runner_indexes& b) {
+    return a.by_state == b.by_state && a.topups_by_state == b.topups_by_state
+           && a.slots_by_reservation == b.slots_by_reservation
+           && a.slots_by_age == b.slots_by_age && a.ids_by_name == b.ids_by_name
+           && a.unstarted_by_job == b.unstarted_by_job;
+  }
+};
+
 struct runner_ledger_state {
   /// Every runner, by id.
   std::map<std::string, runner_record> runners;
+  runner_indexes index;
   /// Dedupe memory: jobs that have (or had) a runner, kept for a day.
   std::unordered_map<job_key, served_job> served;
   /// Jobs whose runner another job took, oldest first: each needs a
@@ -72,6 +108,10 @@ struct runner_ledger_state {
   std::mt19937_64 rng;
   static inline const char* name = "runner_ledger";
 };
+
+/// Rebuilds the indexes from `st.runners` (O(n): for tests and debugging,
+/// never on the message path) and names the first that drifted, if any.
+caf::error check_runner_indexes(const runner_ledger_state& st);
 
 runner_ledger_actor::behavior_type
 runner_ledger(runner_ledger_actor::stateful_pointer<runner_ledger_state> self,

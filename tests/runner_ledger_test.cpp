@@ -5,8 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <deque>
+#include <map>
 #include <memory>
+#include <random>
+#include <set>
+#include <stdexcept>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -181,6 +186,17 @@ protected:
   void observe(job_event ev) {
     self->send(ledger, atom::observe_v, std::move(ev));
     sched.run();
+  }
+
+  /// The ledger's state, read between messages (the test scheduler runs
+  /// nothing concurrently): the records a brute-force recount looks at.
+  const runner_ledger_state& ledger_state() {
+    using ledger_impl = runner_ledger_actor::stateful_pointer<runner_ledger_state>;
+    auto* impl
+      = dynamic_cast<ledger_impl>(caf::actor_cast<caf::abstract_actor*>(ledger));
+    if (impl == nullptr)
+      throw std::logic_error("the ledger is not a runner_ledger_state actor");
+    return impl->state;
   }
 
   caf::actor_system_config cfg;
@@ -416,4 +432,251 @@ TEST_F(RunnerLedgerTest, ReconcilesEveryFiveMinutes) {
   sched.advance_time(5min);
   sched.run();
   EXPECT_EQ(counts().terminated, 0);
+}
+
+namespace {
+
+/// What the ledger must count, kept by the test from what it told the
+/// ledger: every instance's state and which ones are top-ups, and the slots
+/// of reservations not reported yet.
+struct ledger_model {
+  struct open_reservation {
+    int32_t slots = 0;
+    int32_t topups = 0;
+    caf::actor_clock::time_point at;
+  };
+  std::map<std::string, runner_state> instances;
+  std::set<std::string> topups;
+  std::map<uint64_t, open_reservation> open;
+
+  /// Drops reservations the ledger releases as overdue at `now`.
+  void expire(caf::actor_clock::time_point now, caf::timespan deadline) {
+    for (auto i = open.begin(); i != open.end();)
+      i = now - i->second.at >= deadline ? open.erase(i) : std::next(i);
+  }
+
+  int32_t in(runner_state s) const {
+    return static_cast<int32_t>(
+      std::count_if(instances.begin(), instances.end(),
+                    [s](auto& kv) { return kv.second == s; }));
+  }
+
+  ledger_counts counts() const {
+    ledger_counts out;
+    for (auto& [id, res] : open)
+      out.requested += res.slots;
+    out.pending = in(runner_state::pending);
+    out.ready = in(runner_state::ready);
+    out.running = in(runner_state::running);
+    out.completed = in(runner_state::completed);
+    return out;
+  }
+
+  int32_t idle() const {
+    int32_t out = in(runner_state::ready);
+    for (auto& [id, res] : open)
+      out += res.topups;
+    for (auto& id : topups)
+      out += instances.at(id) == runner_state::pending ? 1 : 0;
+    return out;
+  }
+
+  std::vector<std::string> in_state(runner_state s) const {
+    std::vector<std::string> out;
+    for (auto& [id, state] : instances)
+      if (state == s)
+        out.push_back(id);
+    return out;
+  }
+};
+
+bool same_counts(const ledger_counts& a, const ledger_counts& b) {
+  return a.requested == b.requested && a.pending == b.pending
+         && a.ready == b.ready && a.running == b.running
+         && a.completed == b.completed && a.failed == b.failed
+         && a.orphaned == b.orphaned && a.terminated == b.terminated;
+}
+
+/// Counts by looking at every record, as the ledger once did per message.
+ledger_counts recount(const runner_ledger_state& st) {
+  std::array<int32_t, runner_state_count> n{};
+  for (auto& [id, r] : st.runners)
+    ++n[static_cast<size_t>(r.state)];
+  return ledger_counts{n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]};
+}
+
+/// The first unstarted runner bound to `job` other than `except`, found by
+/// looking at every record: the runner a taker of `job` hands back.
+const runner_record* own_unstarted(const runner_ledger_state& st,
+                                   const job_key& job, const std::string& except) {
+  for (auto& [id, r] : st.runners)
+    if (id != except && r.job == job
+        && (r.state == runner_state::pending || r.state == runner_state::ready))
+      return &r;
+  return nullptr;
+}
+
+} // namespace
+
+// Thousands of reservations, launches and lifecycle events, with runners
+// taken by other jobs (handed back or replaced), top-ups, unfilled and
+// expired slots: the ledger's incremental counts must always match what it
+// was told and what its records say.
+TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
+  timeouts.launch = 10s;
+  auto deadline = timeouts.launch + 30s;
+  constexpr int32_t min_idle = 20;
+  constexpr int rounds = 250;
+  start(pool_with(100000, min_idle));
+  std::mt19937_64 rng{7};
+  auto pick = [&rng](size_t n) { return static_cast<size_t>(rng() % n); };
+  ledger_model model;
+  std::set<job_key> needs_runner; // jobs the ledger must offer as replacements
+  std::set<job_key> observed;     // keys the ledger saw in progress or completed
+  int64_t next_job = 1;
+  int64_t next_taker = 1000000;
+  int next_instance = 0;
+  size_t replacements = 0;
+  int64_t takes = 0;
+  int swaps = 0;
+  int adoptions = 0;
+  auto check_counts = [&](const ledger_counts& got) {
+    EXPECT_TRUE(same_counts(got, model.counts()))
+      << "at " << sched.clock().now().time_since_epoch().count();
+  };
+  auto report = [&](const reservation& res) {
+    launch_report rep{res.id, {}, 0};
+    model.open.erase(res.id);
+    auto launch = [&](const job_key& key) {
+      auto instance = "i-" + std::to_string(next_instance++);
+      rep.launched.push_back(up(0, key, instance));
+      model.instances[instance] = runner_state::pending;
+      if (key.job_id == 0)
+        model.topups.insert(instance);
+      // A runner launched for a job some runner already took serves the
+      // oldest job waiting for a replacement.
+      else if (observed.count(key) > 0 && !needs_runner.empty()) {
+        needs_runner.erase(needs_runner.begin());
+        ++adoptions;
+      }
+    };
+    for (size_t i = 0; i < res.granted.size(); ++i)
+      if (i % 5 != 4) // every fifth granted slot stays unfilled
+        launch(res.granted[i]);
+    for (auto& spec : res.replacements)
+      launch(spec.job);
+    for (int32_t i = 0; i < (res.idle_topup + 1) / 2; ++i)
+      launch(job_key{0, 0});
+    auto got = ask<ledger_counts>(atom::report_v, rep);
+    ASSERT_TRUE(got);
+    check_counts(*got);
+  };
+  auto take = [&](const std::string& instance, job_key taker) {
+    auto& st = ledger_state();
+    auto before = st.runners.at(instance);
+    needs_runner.erase(taker);
+    observed.insert(taker);
+    if (!before.is_topup() && before.job != taker) {
+      if (auto* own = own_unstarted(st, taker, instance)) {
+        auto own_id = own->id;
+        observe(lifecycle(job_action::in_progress, taker, before.runner_name));
+        EXPECT_EQ(ledger_state().runners.at(own_id).job, before.job);
+        ++swaps;
+      } else {
+        needs_runner.insert(before.job);
+        ++takes;
+        observe(lifecycle(job_action::in_progress, taker, before.runner_name));
+      }
+    } else {
+      observe(lifecycle(job_action::in_progress, taker, before.runner_name));
+    }
+    auto& after = ledger_state().runners.at(instance);
+    EXPECT_EQ(after.job, before.is_topup() ? before.job : taker);
+    EXPECT_EQ(after.state, runner_state::running);
+    model.instances[instance] = runner_state::running;
+  };
+  for (int round = 0; round < rounds; ++round) {
+    model.expire(sched.clock().now(), deadline);
+    std::vector<job_key> jobs;
+    for (int i = 0; i < 8; ++i)
+      jobs.push_back(job(next_job++));
+    auto idle_before = model.idle();
+    auto active_before = model.counts().active();
+    auto res = reserve(jobs, true);
+    EXPECT_EQ(res.granted, jobs);
+    EXPECT_EQ(res.active, active_before);
+    EXPECT_EQ(res.idle_topup, std::max(0, min_idle - idle_before));
+    std::set<job_key> offered;
+    for (auto& spec : res.replacements)
+      offered.insert(spec.job);
+    EXPECT_EQ(offered, needs_runner);
+    EXPECT_EQ(offered.size(), res.replacements.size());
+    replacements += res.replacements.size();
+    needs_runner.clear();
+    model.open[res.id] = ledger_model::open_reservation{
+      static_cast<int32_t>(res.granted.size() + res.replacements.size())
+        + res.idle_topup,
+      res.idle_topup, sched.clock().now()};
+    // Most reports come at once; some after this round's events, some never.
+    bool late = round % 10 == 5;
+    if (round % 10 != 3 && !late)
+      report(res);
+    for (int i = 0; i < 6; ++i) {
+      auto pending = model.in_state(runner_state::pending);
+      if (pending.empty())
+        break;
+      auto instance = pending[pick(pending.size())];
+      auto& st = ledger_state();
+      auto& bound = st.runners.at(instance).job;
+      switch (pick(4)) {
+        case 0: // the job it was launched for (or a new one for a top-up)
+          take(instance, bound.job_id != 0 ? bound : job_key{next_taker++, 1});
+          break;
+        case 1: { // the job another pending runner was launched for
+          auto other = pending[pick(pending.size())];
+          auto& theirs = st.runners.at(other).job;
+          take(instance, theirs.job_id != 0 ? theirs : job_key{next_taker++, 1});
+          break;
+        }
+        case 2: // a job no runner was launched for
+          take(instance, job_key{next_taker++, 1});
+          break;
+        default: // a job whose slot is still requested
+          take(instance, late ? res.granted[pick(res.granted.size())]
+                              : job_key{next_taker++, 1});
+      }
+    }
+    auto running = model.in_state(runner_state::running);
+    for (int i = 0; i < 5 && !running.empty(); ++i) {
+      auto instance = running[pick(running.size())];
+      if (model.instances[instance] != runner_state::running)
+        continue;
+      auto& r = ledger_state().runners.at(instance);
+      observed.insert(r.job);
+      observe(lifecycle(job_action::completed, r.job, r.runner_name));
+      model.instances[instance] = runner_state::completed;
+    }
+    auto stranger = job_key{next_taker++, 1};
+    observed.insert(stranger);
+    observe(lifecycle(job_action::in_progress, stranger, "stranger"));
+    if (late)
+      report(res);
+    check_counts(counts());
+    if (round % 25 == 0 || round == rounds - 1) {
+      EXPECT_TRUE(same_counts(recount(ledger_state()), model.counts()));
+      auto drift = check_runner_indexes(ledger_state());
+      EXPECT_FALSE(drift) << sys.render(drift);
+    }
+    sched.advance_time(1s);
+    sched.run();
+  }
+  // Every path above was taken, often.
+  EXPECT_GT(model.instances.size(), 2000u);
+  EXPECT_GT(swaps, 20);
+  EXPECT_GT(takes, 50);
+  EXPECT_GT(adoptions, 0);
+  EXPECT_GT(replacements, 50u);
+  EXPECT_EQ(stats->count("ghscale_runner_taken_total", {{"pool", "linux"}}), takes);
+  EXPECT_EQ(stats->count("ghscale_ledger_unknown_runner_total", {{"pool", "linux"}}),
+            rounds);
 }
