@@ -1,7 +1,5 @@
 #include "actors/embedded_queue.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -23,45 +21,11 @@ queue_actor::behavior_type refusing_queue(queue_actor::pointer, std::string code
   };
 }
 
-class EmbeddedQueueTest : public ::testing::Test {
+class EmbeddedQueueTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
-  /// Pending timers keep actors alive: stop them so the system can shut down.
-  ~EmbeddedQueueTest() override {
-    for (auto& q : queues)
-      self->send_exit(q, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
-  /// Non-blocking pop of the next reply of type T from `who`'s mailbox.
-  template <class T>
-  caf::expected<T> next_reply(caf::scoped_actor& who) {
-    caf::expected<T> out{caf::sec::bad_function_call};
-    who->receive([&](T& x) { out = std::move(x); },
-                 [&](caf::error& e) { out = std::move(e); },
-                 caf::after(0s) >> [] {});
-    return out;
-  }
-
-  template <class T, class... Ts>
-  T ask(const queue_actor& q, Ts&&... xs) {
-    self->send(q, std::forward<Ts>(xs)...);
-    sched.run();
-    auto reply = next_reply<T>(self);
-    EXPECT_TRUE(reply) << sys.render(reply.error());
-    return reply ? *reply : T{};
-  }
-
   queue_actor spawn_queue(queue_config qc, queue_actor dlq = {}) {
-    queue_actor q = sys.spawn(embedded_queue, std::move(qc), std::move(dlq), stats);
-    queues.push_back(q);
-    return q;
+    return stop_at_teardown(
+      sys.spawn(embedded_queue, std::move(qc), std::move(dlq), stats));
   }
 
   queue_config config(std::string name = "jobs") {
@@ -90,12 +54,6 @@ protected:
   }
 
   metrics_ptr stats = std::make_shared<metrics>();
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
-  std::vector<queue_actor> queues; // stopped by the destructor
 };
 
 TEST_F(EmbeddedQueueTest, DeliversInOrderWithIdsReceiptsAndCounts) {
@@ -209,12 +167,12 @@ TEST_F(EmbeddedQueueTest, LongPollIsAnsweredByALaterSend) {
   auto q = spawn_queue(config());
   self->send(q, atom::receive_v, receive_request{10, 20s, 30s});
   sched.run();
-  EXPECT_FALSE(next_reply<received_batch>(self));
+  EXPECT_FALSE(next_reply<received_batch>());
   sched.advance_time(5s);
   caf::scoped_actor producer{sys, true};
   producer->send(q, atom::enqueue_v, std::vector<outgoing_message>{{"hello", 0s}});
   sched.run();
-  auto batch = next_reply<received_batch>(self);
+  auto batch = next_reply<received_batch>();
   ASSERT_TRUE(batch);
   EXPECT_EQ(bodies(*batch), std::vector<std::string>{"hello"});
   EXPECT_TRUE(next_reply<batch_result>(producer));
@@ -227,10 +185,10 @@ TEST_F(EmbeddedQueueTest, LongPollIsAnsweredWhenADelayEnds) {
   sched.run();
   sched.advance_time(7s);
   sched.run();
-  EXPECT_FALSE(next_reply<received_batch>(self));
+  EXPECT_FALSE(next_reply<received_batch>());
   sched.advance_time(1s);
   sched.run();
-  auto batch = next_reply<received_batch>(self);
+  auto batch = next_reply<received_batch>();
   ASSERT_TRUE(batch);
   EXPECT_EQ(bodies(*batch), std::vector<std::string>{"delayed"});
 }
@@ -241,10 +199,10 @@ TEST_F(EmbeddedQueueTest, LongPollEndsEmptyAfterItsWait) {
   sched.run();
   sched.advance_time(19s);
   sched.run();
-  EXPECT_FALSE(next_reply<received_batch>(self));
+  EXPECT_FALSE(next_reply<received_batch>());
   sched.advance_time(1s);
   sched.run();
-  auto batch = next_reply<received_batch>(self);
+  auto batch = next_reply<received_batch>();
   ASSERT_TRUE(batch);
   EXPECT_TRUE(batch->messages.empty());
 }
@@ -259,7 +217,7 @@ TEST_F(EmbeddedQueueTest, WaitingReceiversAreServedInArrivalOrder) {
   producer->send(q, atom::enqueue_v,
                  std::vector<outgoing_message>{{"one", 0s}, {"two", 0s}});
   sched.run();
-  auto a = next_reply<received_batch>(self);
+  auto a = next_reply<received_batch>();
   auto b = next_reply<received_batch>(second);
   ASSERT_TRUE(a);
   ASSERT_TRUE(b);

@@ -1,9 +1,7 @@
 // The fleet launcher against scripted EC2, SSM and GitHub App / installation
 // client mocks (typed, in process), in virtual time.
 #include "actors/fleet_launcher.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <functional>
 #include <memory>
@@ -115,15 +113,8 @@ github_app_actor::behavior_type mock_app(github_app_actor::pointer self,
 
 // -- fixture ------------------------------------------------------------------------
 
-class FleetLauncherTest : public ::testing::Test {
+class FleetLauncherTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   FleetLauncherTest() {
     pool.name = "linux";
     pool.github_app = "ci";
@@ -137,54 +128,22 @@ protected:
     pool.on_demand_failover = {"InsufficientInstanceCapacity"};
   }
 
-  ~FleetLauncherTest() override {
-    for (auto& x : spawned)
-      self->send_exit(x, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
   fleet_launcher_actor start_launcher() {
-    auto ec2 = sys.spawn(mock_ec2, backend);
-    auto ssm = sys.spawn(mock_ssm, backend);
-    auto app = sys.spawn(mock_app, backend);
-    auto launcher = sys.spawn(fleet_launcher, std::vector<pool_config>{pool}, aws,
-                              timeouts, ec2, ssm,
-                              std::map<std::string, github_app_actor>{{"ci", app}},
-                              stats, uint64_t{9});
-    spawned = {caf::actor_cast<caf::actor>(ec2), caf::actor_cast<caf::actor>(ssm),
-               caf::actor_cast<caf::actor>(app),
-               caf::actor_cast<caf::actor>(launcher)};
-    return launcher;
-  }
-
-  /// Runs the system for `d` of virtual time, firing every timer at its time.
-  void run_for(caf::timespan d) {
-    auto end = sched.clock().now() + d;
-    sched.run();
-    auto& schedule = sched.clock().schedule();
-    while (!schedule.empty() && schedule.begin()->first <= end) {
-      auto next = schedule.begin()->first;
-      if (next > sched.clock().now())
-        sched.advance_time(next - sched.clock().now());
-      else
-        sched.trigger_timeout();
-      sched.run();
-    }
-    if (end > sched.clock().now())
-      sched.advance_time(end - sched.clock().now());
-    sched.run();
+    auto ec2 = stop_at_teardown(sys.spawn(mock_ec2, backend));
+    auto ssm = stop_at_teardown(sys.spawn(mock_ssm, backend));
+    auto app = stop_at_teardown(sys.spawn(mock_app, backend));
+    return stop_at_teardown(
+      sys.spawn(fleet_launcher, std::vector<pool_config>{pool}, aws, timeouts, ec2, ssm,
+                std::map<std::string, github_app_actor>{{"ci", app}}, stats,
+                uint64_t{9}));
   }
 
   caf::expected<launch_result> launch(fleet_launcher_actor launcher,
                                       launch_request req,
                                       caf::timespan budget = 1min) {
     self->send(launcher, atom::launch_v, std::move(req));
-    run_for(budget);
-    caf::expected<launch_result> out{caf::sec::bad_function_call};
-    self->receive([&](launch_result& x) { out = std::move(x); },
-                  [&](caf::error& err) { out = std::move(err); },
-                  caf::after(0s) >> [] {});
-    return out;
+    advance(budget);
+    return next_reply<launch_result>();
   }
 
   /// `n` specs: jobs 100#1, 101#1, ... on installation 7.
@@ -211,17 +170,11 @@ protected:
     return out;
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   pool_config pool;
   aws_config aws;
   timeouts_config timeouts;
   metrics_ptr stats = std::make_shared<metrics>();
   std::shared_ptr<backend_script> backend = std::make_shared<backend_script>();
-  std::vector<caf::actor> spawned;
 };
 
 TEST_F(FleetLauncherTest, FullFillLaunchesEveryRunner) {
@@ -458,7 +411,7 @@ TEST_F(FleetLauncherTest, UnknownPoolIsAnError) {
 TEST_F(FleetLauncherTest, TerminateForwardsToEc2) {
   auto launcher = start_launcher();
   self->send(launcher, atom::terminate_v, instance_ids{{"i-9", "i-10"}});
-  run_for(1s);
+  advance(1s);
   caf::expected<batch_result> res{caf::sec::bad_function_call};
   self->receive([&](batch_result& x) { res = std::move(x); },
                 [&](caf::error& err) { res = std::move(err); },

@@ -1,9 +1,7 @@
 // The GitHub App actor: lazy installation clients, JWT caching, token mints,
 // against a scripted GitHub (typed mock behind github_api_actor).
 #include "actors/github_app.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <memory>
 #include <string>
@@ -51,19 +49,12 @@ struct jwt_script {
   bool fail = false;
 };
 
-class GithubAppTest : public ::testing::Test {
+class GithubAppTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   GithubAppTest() {
     app_cfg.name = "ci";
     app_cfg.app_id = 12;
-    api = sys.spawn(mock_api, github);
+    api = stop_at_teardown(sys.spawn(mock_api, github));
     jwt_minter minter = [jwts = jwts](caf::timespan now)
       -> caf::expected<secret_string> {
       if (jwts->fail)
@@ -71,43 +62,18 @@ protected:
       jwts->signed_at.push_back(now);
       return secret_string{"jwt-" + std::to_string(jwts->signed_at.size())};
     };
-    app = sys.spawn(github_app, app_cfg, timeouts, minter, api, stats,
-                    uint64_t{3});
-  }
-
-  ~GithubAppTest() override {
-    self->send_exit(app, caf::exit_reason::user_shutdown);
-    self->send_exit(api, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
-  template <class T>
-  caf::expected<T> ask(int64_t installation, bool mint) {
-    if (mint)
-      self->send(app, atom::mint_v, installation);
-    else
-      self->send(app, atom::client_v, installation);
-    sched.run();
-    caf::expected<T> out{caf::sec::bad_function_call};
-    self->receive([&](T& x) { out = std::move(x); },
-                  [&](caf::error& err) { out = std::move(err); },
-                  caf::after(0s) >> [] {});
-    return out;
+    app = stop_at_teardown(
+      sys.spawn(github_app, app_cfg, timeouts, minter, api, stats, uint64_t{3}));
   }
 
   caf::expected<installation_client_actor> client(int64_t installation) {
-    return ask<installation_client_actor>(installation, false);
+    return try_ask<installation_client_actor>(app, atom::client_v, installation);
   }
 
   caf::expected<github_response> mint(int64_t installation) {
-    return ask<github_response>(installation, true);
+    return try_ask<github_response>(app, atom::mint_v, installation);
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   github_app_config app_cfg;
   timeouts_config timeouts;
   metrics_ptr stats = std::make_shared<metrics>();
@@ -138,12 +104,7 @@ TEST_F(GithubAppTest, RespawnsAClientThatDied) {
   ASSERT_TRUE(second);
   EXPECT_NE(*first, *second);
   // The App itself lives on and the new client works.
-  self->send(*second, atom::budget_v);
-  sched.run();
-  bool answered = false;
-  self->receive([&](budget_status&) { answered = true; },
-                caf::after(0s) >> [] {});
-  EXPECT_TRUE(answered);
+  EXPECT_TRUE(try_ask<budget_status>(*second, atom::budget_v));
 }
 
 TEST_F(GithubAppTest, ClientsEndWithTheApp) {
@@ -152,10 +113,7 @@ TEST_F(GithubAppTest, ClientsEndWithTheApp) {
   self->monitor(*first);
   self->send_exit(app, caf::exit_reason::user_shutdown);
   sched.run();
-  caf::error reason;
-  self->receive([&](caf::down_msg& down) { reason = down.reason; },
-                caf::after(0s) >> [] {});
-  EXPECT_EQ(reason, caf::exit_reason::user_shutdown);
+  EXPECT_EQ(down_reason(), caf::error{caf::exit_reason::user_shutdown});
 }
 
 TEST_F(GithubAppTest, MintsWithACachedJwt) {
@@ -207,14 +165,10 @@ TEST_F(GithubAppTest, JwtSigningFailureIsAnError) {
 TEST_F(GithubAppTest, ClientsMintThroughTheApp) {
   auto c = client(5);
   ASSERT_TRUE(c);
-  self->send(*c, atom::registration_v,
-             registration_request{repository_ref{"octo", "", owner_type::organization},
-                                  "pool-i-1", {"linux"}, "Default", true});
-  sched.run();
-  caf::expected<runner_registration> reg{caf::sec::bad_function_call};
-  self->receive([&](runner_registration& x) { reg = std::move(x); },
-                [&](caf::error& err) { reg = std::move(err); },
-                caf::after(0s) >> [] {});
+  auto reg = try_ask<runner_registration>(
+    *c, atom::registration_v,
+    registration_request{repository_ref{"octo", "", owner_type::organization},
+                         "pool-i-1", {"linux"}, "Default", true});
   ASSERT_TRUE(reg) << describe(reg.error());
   EXPECT_EQ(reg->runner_id, 77);
   EXPECT_EQ(reg->config.value, "jit-config");

@@ -2,11 +2,7 @@
 // github_api_actor) and a scripted App (typed mock behind github_app_actor),
 // in virtual time.
 #include "actors/installation_client.hpp"
-
-#include "actors/log.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <map>
 #include <memory>
@@ -144,68 +140,25 @@ github_app_actor::behavior_type mock_minter(github_app_actor::pointer self,
 
 // -- fixture ------------------------------------------------------------------------
 
-std::vector<std::string>& captured_lines() {
-  static std::vector<std::string> lines;
-  return lines;
-}
-
-class InstallationClientTest : public ::testing::Test {
+class InstallationClientTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   InstallationClientTest() {
     app.name = "ci";
     app.max_concurrency = 20;
     app.writes_per_minute = 80;
     app.max_retries = 3;
     app.token_refresh_before = 5min;
-    captured_lines().clear();
-    log::capture([](const std::string& line) { captured_lines().push_back(line); });
-  }
-
-  ~InstallationClientTest() override {
-    log::capture(nullptr);
-    for (auto& x : spawned)
-      self->send_exit(x, caf::exit_reason::user_shutdown);
-    sched.run();
   }
 
   installation_client_actor start_client() {
-    auto api = sys.spawn(mock_api, github);
-    auto minter = sys.spawn(mock_minter, mints);
-    auto client = sys.spawn(installation_client, int64_t{7}, app, timeouts,
-                            minter, caf::actor_cast<github_api_actor>(api),
-                            stats, uint64_t{42});
-    spawned = {caf::actor_cast<caf::actor>(api),
-               caf::actor_cast<caf::actor>(minter),
-               caf::actor_cast<caf::actor>(client)};
-    return client;
+    auto api = stop_at_teardown(sys.spawn(mock_api, github));
+    auto minter = stop_at_teardown(sys.spawn(mock_minter, mints));
+    return stop_at_teardown(sys.spawn(installation_client, int64_t{7}, app, timeouts,
+                                      minter, caf::actor_cast<github_api_actor>(api),
+                                      stats, uint64_t{42}));
   }
 
   caf::timespan now() { return sched.clock().now().time_since_epoch(); }
-
-  /// Runs the system for `d` of virtual time, firing every timer at its time.
-  void run_for(caf::timespan d) {
-    auto end = sched.clock().now() + d;
-    sched.run();
-    auto& schedule = sched.clock().schedule();
-    while (!schedule.empty() && schedule.begin()->first <= end) {
-      auto next = schedule.begin()->first;
-      if (next > sched.clock().now())
-        sched.advance_time(next - sched.clock().now());
-      else
-        sched.trigger_timeout();
-      sched.run();
-    }
-    if (end > sched.clock().now())
-      sched.advance_time(end - sched.clock().now());
-    sched.run();
-  }
 
   /// Every reply waiting in the test actor's mailbox.
   template <class T>
@@ -229,17 +182,12 @@ protected:
     return out;
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
+  test::log_capture captured;
   github_app_config app;
   timeouts_config timeouts;
   metrics_ptr stats = std::make_shared<metrics>();
   std::shared_ptr<github_script> github = std::make_shared<github_script>();
   std::shared_ptr<mint_script> mints = std::make_shared<mint_script>();
-  std::vector<caf::actor> spawned;
 };
 
 // -- token cache ----------------------------------------------------------------------
@@ -249,7 +197,7 @@ TEST_F(InstallationClientTest, OneMintServesFiftyConcurrentRequests) {
   auto client = start_client();
   for (int i = 0; i < 50; ++i)
     self->send(client, atom::job_status_v, job(i));
-  run_for(1s);
+  advance(1s);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 50u);
   for (auto& answer : answers) {
@@ -267,11 +215,11 @@ TEST_F(InstallationClientTest, OneMintServesFiftyConcurrentRequests) {
 TEST_F(InstallationClientTest, RefreshesTheTokenBeforeItExpires) {
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(54min);
+  advance(54min);
   self->send(client, atom::job_status_v, job(2));
-  run_for(1min + 1s); // now inside the 5 min refresh margin of the 1 h token
+  advance(1min + 1s); // now inside the 5 min refresh margin of the 1 h token
   self->send(client, atom::job_status_v, job(3));
-  run_for(1s);
+  advance(1s);
   EXPECT_EQ(replies<std::string>().size(), 3u);
   ASSERT_EQ(mints->at.size(), 2u);
   EXPECT_EQ(mints->at[1], mints->at[0] + 55min + 1s);
@@ -287,7 +235,7 @@ TEST_F(InstallationClientTest, UnauthorizedRemintsOnceAndRetries) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(1s);
+  advance(1s);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]) << describe(answers[0].error());
@@ -303,7 +251,7 @@ TEST_F(InstallationClientTest, UnauthorizedTwiceIsRejected) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(1s);
+  advance(1s);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_FALSE(answers[0]);
@@ -317,7 +265,7 @@ TEST_F(InstallationClientTest, MintFailuresBackOffThenFailQueuedRequests) {
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
   self->send(client, atom::job_status_v, job(2));
-  run_for(10min);
+  advance(10min);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 2u);
   for (auto& answer : answers) {
@@ -343,7 +291,7 @@ TEST_F(InstallationClientTest, ServerErrorsAreRetriedWithBackoff) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(1min);
+  advance(1min);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]) << describe(answers[0].error());
@@ -358,7 +306,7 @@ TEST_F(InstallationClientTest, ServerErrorsAreRetriedWithBackoff) {
   EXPECT_GE(second_wait, 1600ms);
   EXPECT_LE(second_wait, 2400ms);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   auto budget = replies<budget_status>();
   ASSERT_EQ(budget.size(), 1u);
   EXPECT_EQ(budget[0]->retries, 2);
@@ -375,7 +323,7 @@ TEST_F(InstallationClientTest, ServerErrorsFailAfterMaxRetries) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(5min);
+  advance(5min);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_FALSE(answers[0]);
@@ -396,7 +344,7 @@ TEST_F(InstallationClientTest, TimeoutsAndTransportErrorsAreRetried) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(2min);
+  advance(2min);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]) << describe(answers[0].error());
@@ -415,13 +363,13 @@ TEST_F(InstallationClientTest, NotFoundRightAfterMintIsRetriedLaterIsBelieved) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(20s);
+  advance(20s);
   auto first = replies<std::string>();
   ASSERT_EQ(first.size(), 1u);
   ASSERT_TRUE(first[0]) << describe(first[0].error());
   ASSERT_EQ(github->calls.size(), 3u); // two 404s within 10 s of the mint
   self->send(client, atom::job_status_v, job(2));
-  run_for(20s);
+  advance(20s);
   auto second = replies<std::string>();
   ASSERT_EQ(second.size(), 1u);
   ASSERT_FALSE(second[0]);
@@ -437,12 +385,12 @@ TEST_F(InstallationClientTest, UnregisterTreatsNotFoundAsGone) {
   auto client = start_client();
   self->send(client, atom::job_status_v, job(9));
   // The token is older than 10 s by now: the 404 is believed.
-  run_for(30s);
+  advance(30s);
   ASSERT_EQ(replies<std::string>().size(), 1u);
   self->send(client, atom::unregister_v,
              runner_removal{repository_ref{"octo", "", owner_type::organization},
                             55});
-  run_for(1s);
+  advance(1s);
   auto answers = replies<int64_t>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]) << describe(answers[0].error());
@@ -459,7 +407,7 @@ TEST_F(InstallationClientTest, OtherClientErrorsAreRejectedWithGithubsMessage) {
   self->send(client, atom::registration_v,
              registration_request{repository_ref{"octo", "", owner_type::organization},
                                   "pool-i-1", {"linux"}, "Default", true});
-  run_for(1s);
+  advance(1s);
   auto answers = replies<runner_registration>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_FALSE(answers[0]);
@@ -482,10 +430,10 @@ TEST_F(InstallationClientTest, RetryAfterPausesEverythingThenSucceeds) {
   auto client = start_client();
   for (int i = 0; i < 3; ++i)
     self->send(client, atom::job_status_v, job(i));
-  run_for(29s);
+  advance(29s);
   EXPECT_EQ(github->calls.size(), 1u);
   EXPECT_TRUE(replies<std::string>().empty());
-  run_for(2s);
+  advance(2s);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 3u);
   for (auto& answer : answers)
@@ -497,7 +445,7 @@ TEST_F(InstallationClientTest, RetryAfterPausesEverythingThenSucceeds) {
   EXPECT_EQ(calls[2].request.job_id, 1);
   EXPECT_EQ(calls[3].request.job_id, 2);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   EXPECT_EQ(replies<budget_status>()[0]->retries, 0); // not a failure
 }
 
@@ -513,20 +461,20 @@ TEST_F(InstallationClientTest, ExhaustedPrimaryLimitHoldsUntilReset) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(1s);
+  advance(1s);
   ASSERT_EQ(replies<std::string>().size(), 1u);
   self->send(client, atom::job_status_v, job(2));
   self->send(client, atom::job_status_v, job(3));
-  run_for(9min);
+  advance(9min);
   EXPECT_EQ(github->calls.size(), 1u);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   auto budget = replies<budget_status>();
   ASSERT_EQ(budget.size(), 1u);
   EXPECT_EQ(budget[0]->primary.remaining, 0);
   EXPECT_EQ(budget[0]->primary.reset_at, reset_at);
   EXPECT_EQ(budget[0]->queued, 2);
-  run_for(2min);
+  advance(2min);
   ASSERT_EQ(github->calls.size(), 3u);
   EXPECT_EQ(github->calls[1].at, reset_at);
   EXPECT_EQ(replies<std::string>().size(), 2u);
@@ -544,7 +492,7 @@ TEST_F(InstallationClientTest, PrimaryLimitForbiddenIsRequeuedUntilReset) {
   };
   auto client = start_client();
   self->send(client, atom::job_status_v, job(1));
-  run_for(10min);
+  advance(10min);
   auto answers = replies<std::string>();
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_TRUE(answers[0]);
@@ -562,15 +510,15 @@ TEST_F(InstallationClientTest, NeverMoreThanMaxConcurrencyInFlight) {
   auto client = start_client();
   for (int i = 0; i < 10; ++i)
     self->send(client, atom::job_status_v, job(i));
-  run_for(1500ms);
+  advance(1500ms);
   EXPECT_EQ(replies<std::string>().size(), 3u);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   auto mid = replies<budget_status>();
   ASSERT_EQ(mid.size(), 1u);
   EXPECT_EQ(mid[0]->in_flight, 3);
   EXPECT_EQ(mid[0]->queued, 4);
-  run_for(10s);
+  advance(10s);
   EXPECT_EQ(replies<std::string>().size(), 7u);
   EXPECT_EQ(github->max_in_flight, 3);
   EXPECT_EQ(github->calls.size(), 10u);
@@ -587,7 +535,7 @@ TEST_F(InstallationClientTest, RegistrationsGoBeforeJobChecksBeforeCleanup) {
              registration_request{org, "a", {"linux"}, "Default", true});
   self->send(client, atom::registration_v,
              registration_request{org, "b", {"linux"}, "Default", false});
-  run_for(10s);
+  advance(10s);
   EXPECT_EQ(ops(), (std::vector<github_op>{
                      github_op::generate_jit_config,
                      github_op::create_registration_token, github_op::get_job,
@@ -615,9 +563,9 @@ TEST_F(InstallationClientTest, MutationsStayWithinWritesPerMinute) {
                registration_request{org, "r" + std::to_string(i), {}, "", true});
   // Reads are not held back by the write window.
   self->send(client, atom::job_status_v, job(1));
-  run_for(1s);
+  advance(1s);
   EXPECT_EQ(github->calls.size(), static_cast<size_t>(limit + 1));
-  run_for(3min);
+  advance(3min);
   EXPECT_EQ(replies<runner_registration>().size(), 3u * limit);
   auto& calls = github->calls;
   std::vector<caf::timespan> writes;
@@ -643,7 +591,7 @@ TEST_F(InstallationClientTest, ListRunnersFollowsEveryPage) {
   };
   auto client = start_client();
   self->send(client, atom::runners_v, repository_ref{"octo", "", owner_type::organization});
-  run_for(5s);
+  advance(5s);
   auto answers = replies<runner_list>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]);
@@ -666,9 +614,9 @@ TEST_F(InstallationClientTest, BudgetReportsWhatWasSpent) {
   self->send(client, atom::registration_v,
              registration_request{org, "b", {}, "", true});
   self->send(client, atom::job_status_v, job(1));
-  run_for(1s);
+  advance(1s);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   auto budget = replies<budget_status>();
   ASSERT_EQ(budget.size(), 1u);
   ASSERT_TRUE(budget[0]);
@@ -682,9 +630,9 @@ TEST_F(InstallationClientTest, BudgetReportsWhatWasSpent) {
   EXPECT_EQ(budget[0]->token_mints, 1);
   EXPECT_EQ(stats->gauge("ghscale_github_rate_remaining", {{"installation", "7"}}),
             4000);
-  run_for(1min);
+  advance(1min);
   self->send(client, atom::budget_v);
-  run_for(0s);
+  advance(0s);
   EXPECT_EQ(replies<budget_status>()[0]->write_tokens, 10); // window passed
 }
 
@@ -700,13 +648,13 @@ TEST_F(InstallationClientTest, SecretsNeverReachLogsOrErrors) {
   self->send(client, atom::registration_v,
              registration_request{repository_ref{"octo", "", owner_type::organization},
                                   "x", {}, "", true});
-  run_for(10s);
+  advance(10s);
   auto answers = replies<runner_registration>();
   ASSERT_EQ(answers.size(), 1u);
   ASSERT_TRUE(answers[0]);
   EXPECT_EQ(answers[0]->config.value, "jit-x");
-  ASSERT_FALSE(captured_lines().empty());
-  for (auto& line : captured_lines()) {
+  ASSERT_FALSE(captured.lines().empty());
+  for (auto& line : captured.lines()) {
     EXPECT_EQ(line.find("tok-"), std::string::npos) << line;
     EXPECT_EQ(line.find("jit-"), std::string::npos) << line;
   }

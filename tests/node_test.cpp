@@ -4,11 +4,9 @@
 // intensity at the root ends the node with an error.
 #include "actors/node.hpp"
 #include "messages/actors.hpp"
+#include "tests/actor_test.hpp"
 #include "transport/config_file.hpp"
 #include "transport/workflow_job.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
 
 #include <map>
 
@@ -60,14 +58,8 @@ boot_delay = "10s"
 level = "off"
 )";
 
-class NodeTest : public ::testing::Test {
+class NodeTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    return cfg;
-  }
-
   void SetUp() override {
     auto parsed = parse_config(node_config, "node_test.toml");
     ASSERT_TRUE(parsed) << describe(parsed.error());
@@ -75,15 +67,15 @@ protected:
     auto w = spawn_embedded_backends(sys, conf, stats);
     ASSERT_TRUE(w) << describe(w.error());
     world = *w;
+    for (auto& [name, q] : world.wiring.queues)
+      stop_at_teardown(q);
+    stop_at_teardown(world.github);
+    stop_at_teardown(world.cloud);
   }
 
+  /// Stopping the node takes a drain: give it time.
   ~NodeTest() override {
-    for (auto& [name, q] : world.wiring.queues)
-      caf::anon_send_exit(q, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(world.github, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(world.cloud, caf::exit_reason::user_shutdown);
-    if (handles)
-      caf::anon_send_exit(handles->node, caf::exit_reason::user_shutdown);
+    stop_all();
     advance(30s);
   }
 
@@ -91,35 +83,8 @@ protected:
     auto h = spawn_node(sys, conf, world.wiring, stats);
     ASSERT_TRUE(h) << describe(h.error());
     handles = *h;
+    stop_at_teardown(handles->node);
     sched.run();
-  }
-
-  /// Runs every message and timer due within `d` of virtual time.
-  void advance(caf::timespan d) {
-    auto& clock = sched.clock();
-    auto until = clock.now() + d;
-    for (;;) {
-      sched.run();
-      if (!clock.has_pending_timeout()
-          || clock.schedule().begin()->first > until)
-        break;
-      clock.advance_time(std::max(clock.schedule().begin()->first - clock.now(),
-                                  caf::timespan{0}));
-    }
-    if (clock.now() < until)
-      clock.advance_time(until - clock.now());
-    sched.run();
-  }
-
-  template <class T, class Handle, class... Ts>
-  caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
-    self->send(dest, std::forward<Ts>(xs)...);
-    sched.run();
-    caf::expected<T> out{caf::make_error(errc::timeout, "no answer")};
-    self->receive([&](T& x) { out = std::move(x); },
-                  [&](caf::error& err) { out = std::move(err); },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
-    return out;
   }
 
   std::map<std::string, int64_t> calls(const caf::expected<api_calls>& x) {
@@ -143,16 +108,9 @@ protected:
   }
 
   queue_depth depth(const std::string& queue) {
-    auto d = ask<queue_depth>(world.wiring.queues.at(queue), atom::depth_v);
-    EXPECT_TRUE(d);
-    return d ? *d : queue_depth{};
+    return ask<queue_depth>(world.wiring.queues.at(queue), atom::depth_v);
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   metrics_ptr stats = std::make_shared<metrics>();
   config conf;
   embedded_world world;
@@ -166,8 +124,8 @@ TEST_F(NodeTest, QueuedJobsGetOneRunnerEachAndTheQueueDrains) {
   for (int64_t id = 1; id <= 3; ++id)
     inject_job(id);
   advance(5min);
-  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
-  auto github = calls(ask<api_calls>(world.github, atom::stats_v));
+  auto cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
+  auto github = calls(try_ask<api_calls>(world.github, atom::stats_v));
   EXPECT_EQ(cloud["instances_launched"], 3);
   EXPECT_EQ(github["runners_idle_never_used"], 0);
   EXPECT_EQ(github["jobs_started"], 3);
@@ -182,12 +140,12 @@ TEST_F(NodeTest, TheCapHoldsAndWaitingJobsRunLater) {
   for (int64_t id = 1; id <= 12; ++id)
     inject_job(id, 2min);
   advance(30s);
-  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  auto cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
   EXPECT_EQ(cloud["instances_launched"], 5);
   EXPECT_LE(cloud["peak_instances linux"], 5);
   advance(20min);
-  cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
-  auto github = calls(ask<api_calls>(world.github, atom::stats_v));
+  cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
+  auto github = calls(try_ask<api_calls>(world.github, atom::stats_v));
   EXPECT_EQ(github["jobs_completed"], 12);
   EXPECT_EQ(cloud["instances_launched"], 12);
   EXPECT_LE(cloud["peak_instances linux"], 5);
@@ -198,25 +156,22 @@ TEST_F(NodeTest, DrainFinishesBatchesInFlightAndLeavesTheRestQueued) {
   inject_job(1);
   inject_job(2);
   sched.run(); // delivered and received: the batch is in the scaler's window
-  auto drained = ask<bool>(handles->node, atom::drain_v);
+  auto drained = try_ask<bool>(handles->node, atom::drain_v);
   EXPECT_FALSE(drained); // not yet: the batch in flight must finish first
   advance(1s);
-  bool answered = false;
-  self->receive([&](bool ok) { answered = ok; },
-                caf::after(std::chrono::seconds(0)) >> [] {});
+  auto answer = next_reply<bool>();
   // Pollers may still wait on a long poll; give them its full wait.
-  if (!answered) {
+  if (!answer || !*answer) {
     advance(25s);
-    self->receive([&](bool ok) { answered = ok; },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
+    answer = next_reply<bool>();
   }
-  EXPECT_TRUE(answered);
-  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  EXPECT_TRUE(answer && *answer);
+  auto cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
   EXPECT_EQ(cloud["instances_launched"], 2); // the in-flight batch finished
   // After the drain nothing consumes the queue: new work stays on it.
   inject_job(3);
   advance(1min);
-  cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
   EXPECT_EQ(cloud["instances_launched"], 2);
   auto d = depth("jobs");
   EXPECT_GE(d.visible, 1);
@@ -229,15 +184,9 @@ TEST_F(NodeTest, ExceedingRestartIntensityAtTheRootStopsTheNodeWithAnError) {
     caf::anon_send(handles->node, atom::inject_v, std::string{"fleet_launcher"});
     advance(2s); // past the restart backoff
   }
-  caf::error reason;
-  bool down = false;
-  self->receive([&](caf::down_msg& msg) {
-                  down = true;
-                  reason = msg.reason;
-                },
-                caf::after(std::chrono::seconds(0)) >> [] {});
-  ASSERT_TRUE(down);
-  EXPECT_TRUE(reason); // abnormal: the process exits non-zero
+  auto reason = down_reason();
+  ASSERT_TRUE(reason);
+  EXPECT_TRUE(*reason); // abnormal: the process exits non-zero
   handles.reset();
 }
 
@@ -245,7 +194,7 @@ TEST_F(NodeTest, CrashesWithinIntensityAreRestartedAndCounted) {
   start_node();
   caf::anon_send(handles->node, atom::inject_v, std::string{"scaler/linux"});
   advance(2s);
-  auto status = ask<node_status>(handles->node, atom::status_v);
+  auto status = try_ask<node_status>(handles->node, atom::status_v);
   ASSERT_TRUE(status) << describe(status.error());
   int32_t restarts = 0;
   for (auto& child : status->children) {
@@ -256,7 +205,7 @@ TEST_F(NodeTest, CrashesWithinIntensityAreRestartedAndCounted) {
   EXPECT_EQ(restarts, 1);
   inject_job(1);
   advance(2min);
-  auto cloud = calls(ask<api_calls>(world.cloud, atom::stats_v));
+  auto cloud = calls(try_ask<api_calls>(world.cloud, atom::stats_v));
   EXPECT_EQ(cloud["instances_launched"], 1);
 }
 

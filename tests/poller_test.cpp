@@ -1,9 +1,7 @@
 // The poll loop against mock queues, scalers and a ledger, in virtual time.
 #include "actors/poller.hpp"
+#include "tests/actor_test.hpp"
 #include "transport/workflow_job.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
 
 #include <deque>
 #include <functional>
@@ -179,15 +177,8 @@ batch_outcome all(const scale_request& req, outcome_kind kind) {
   return out;
 }
 
-class PollerTest : public ::testing::Test {
+class PollerTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   PollerTest() {
     queue.name = "jobs";
     queue.batch_size = 10;
@@ -202,33 +193,24 @@ protected:
     timeouts.scale = 10s;
   }
 
-  ~PollerTest() override {
-    for (auto& h : spawned)
-      self->send_exit(h, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
   /// Spawns the poller; it receives `batches` first, then waits.
   void start(std::vector<std::vector<queue_message>> batches,
              bool with_dead_letter = true) {
     for (auto& b : batches)
       source_script->receives.push_back(received_batch{std::move(b)});
-    auto source = spawn_queue(sys, source_script);
-    auto dlq = spawn_queue(sys, dlq_script);
-    auto scaler = spawn_scaler(sys, scaler_calls);
-    auto ledger = spawn_ledger(sys, observed);
+    auto source = stop_at_teardown(spawn_queue(sys, source_script));
+    auto dlq = stop_at_teardown(spawn_queue(sys, dlq_script));
+    auto scaler = stop_at_teardown(spawn_scaler(sys, scaler_calls));
+    auto ledger = stop_at_teardown(spawn_ledger(sys, observed));
     routes.scalers.emplace("linux", scaler);
     routes.ledgers.emplace("linux", ledger);
     queue_actor dead_letter;
     if (with_dead_letter)
       dead_letter = dlq;
-    loop = sys.spawn(poller, queue, source, dead_letter, routes, retry,
-                     timeouts, stats, 1);
+    loop = stop_at_teardown(sys.spawn(poller, queue, source, dead_letter, routes,
+                                      retry, timeouts, stats, 1));
     source_handle = source;
     scaler_handle = scaler;
-    spawned = {caf::actor_cast<caf::actor>(loop), caf::actor_cast<caf::actor>(source),
-               caf::actor_cast<caf::actor>(dlq), caf::actor_cast<caf::actor>(scaler),
-               caf::actor_cast<caf::actor>(ledger)};
     sched.run();
   }
 
@@ -237,19 +219,6 @@ protected:
                         {{"queue", "jobs"}, {"outcome", outcome}});
   }
 
-  caf::expected<bool> drain_reply() {
-    caf::expected<bool> out{caf::sec::bad_function_call};
-    self->receive([&](bool x) { out = x; },
-                  [&](caf::error& e) { out = std::move(e); },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
-    return out;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   metrics_ptr stats = std::make_shared<metrics>();
   queue_config queue;
   poller_routes routes;
@@ -263,7 +232,6 @@ protected:
   poller_actor loop;
   queue_mock_actor source_handle;
   scaler_actor scaler_handle;
-  std::vector<caf::actor> spawned;
 };
 
 } // namespace
@@ -414,12 +382,12 @@ TEST_F(PollerTest, DrainWaitsForTheBatchInFlight) {
   ASSERT_EQ(scaler_calls->held.size(), 1u);
   self->send(loop, atom::drain_v);
   sched.run();
-  EXPECT_FALSE(drain_reply()) << "answered before the batch was settled";
+  EXPECT_FALSE(next_reply<bool>()) << "answered before the batch was settled";
   self->send(scaler_handle, atom::flush_v, uint64_t{0});
   sched.run();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
-  auto reply = drain_reply();
+  auto reply = next_reply<bool>();
   ASSERT_TRUE(reply);
   EXPECT_TRUE(*reply);
   EXPECT_EQ(source_script->receive_calls.size(), 1u);
@@ -430,7 +398,7 @@ TEST_F(PollerTest, DrainWhileWaitingReleasesWhatTheReceiveReturns) {
   ASSERT_EQ(source_script->held.size(), 1u);
   self->send(loop, atom::drain_v);
   sched.run();
-  EXPECT_FALSE(drain_reply());
+  EXPECT_FALSE(next_reply<bool>());
   source_script->receives.push_back(received_batch{
     {message("m1", event(job_action::queued, 1)), message("m2", "garbage")}});
   self->send(source_handle, atom::flush_v);
@@ -443,7 +411,7 @@ TEST_F(PollerTest, DrainWhileWaitingReleasesWhatTheReceiveReturns) {
   ASSERT_EQ(changes.size(), 2u);
   EXPECT_EQ(changes[0].delay, caf::timespan{0});
   EXPECT_EQ(changes[1].delay, caf::timespan{0});
-  auto reply = drain_reply();
+  auto reply = next_reply<bool>();
   ASSERT_TRUE(reply);
   EXPECT_TRUE(*reply);
   EXPECT_EQ(source_script->receive_calls.size(), 1u);
@@ -454,7 +422,7 @@ TEST_F(PollerTest, DrainWhenIdleStopsAtOnce) {
   start({}); // now waiting out the receive backoff
   self->send(loop, atom::drain_v);
   sched.run();
-  auto reply = drain_reply();
+  auto reply = next_reply<bool>();
   ASSERT_TRUE(reply);
   EXPECT_TRUE(*reply);
   sched.advance_time(5s);

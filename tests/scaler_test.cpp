@@ -2,9 +2,7 @@
 // GitHub, in virtual time.
 #include "actors/runner_ledger.hpp"
 #include "actors/scaler.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <functional>
 #include <map>
@@ -140,15 +138,8 @@ pending_job pj(std::string receipt, int64_t job_id, int32_t receive_count = 1) {
   return out;
 }
 
-class ScalerTest : public ::testing::Test {
+class ScalerTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   ScalerTest() {
     pool.name = "linux";
     pool.max_runners = 10;
@@ -156,24 +147,17 @@ protected:
     retry = retry_config{5s, 15min, 0.0};
   }
 
-  ~ScalerTest() override {
-    // A mock holding a request open keeps itself alive: stop everyone.
-    for (auto& h : spawned)
-      self->send_exit(h, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
   void start(bool ledger_ready = true) {
-    auto ec2 = spawn_ec2(sys, ledger_ready);
-    ledger = sys.spawn(runner_ledger, pool, timeouts_config{}, ec2, stats);
-    auto client = spawn_client(sys, github);
-    auto app = spawn_github(sys, github, client);
-    auto fleet = spawn_launcher(sys, launcher);
-    scaler_handle = sys.spawn(scaler, pool, window, retry, timeouts_config{},
-                              ledger, fleet, app, stats, 1);
-    spawned = {caf::actor_cast<caf::actor>(ec2),    caf::actor_cast<caf::actor>(ledger),
-               caf::actor_cast<caf::actor>(client), caf::actor_cast<caf::actor>(app),
-               caf::actor_cast<caf::actor>(fleet),  caf::actor_cast<caf::actor>(scaler_handle)};
+    // A mock holding a request open keeps itself alive: stop everyone.
+    auto ec2 = stop_at_teardown(spawn_ec2(sys, ledger_ready));
+    ledger = stop_at_teardown(
+      sys.spawn(runner_ledger, pool, timeouts_config{}, ec2, stats));
+    auto client = stop_at_teardown(spawn_client(sys, github));
+    auto app = stop_at_teardown(spawn_github(sys, github, client));
+    auto fleet = stop_at_teardown(spawn_launcher(sys, launcher));
+    scaler_handle = stop_at_teardown(sys.spawn(scaler, pool, window, retry,
+                                               timeouts_config{}, ledger, fleet,
+                                               app, stats, 1));
     sched.run();
   }
 
@@ -186,33 +170,11 @@ protected:
   batch_outcome decide() {
     sched.advance_time(window.window);
     sched.run();
-    return next_outcome();
+    return expect_reply<batch_outcome>();
   }
 
-  batch_outcome next_outcome() {
-    batch_outcome out;
-    bool got = false;
-    self->receive([&](batch_outcome& x) { out = std::move(x); got = true; },
-                  [&](caf::error& e) { ADD_FAILURE() << sys.render(e); },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
-    EXPECT_TRUE(got) << "no batch_outcome";
-    return out;
-  }
+  ledger_counts counts() { return ask<ledger_counts>(ledger, atom::counts_v); }
 
-  ledger_counts counts() {
-    ledger_counts out;
-    self->send(ledger, atom::counts_v);
-    sched.run();
-    self->receive([&](ledger_counts& x) { out = x; },
-                  caf::after(std::chrono::seconds(0)) >> [] { ADD_FAILURE(); });
-    return out;
-  }
-
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   metrics_ptr stats = std::make_shared<metrics>();
   pool_config pool;
   scaler_config window;
@@ -221,7 +183,6 @@ protected:
   std::shared_ptr<github_script> github = std::make_shared<github_script>();
   runner_ledger_actor ledger;
   scaler_actor scaler_handle;
-  std::vector<caf::actor> spawned;
 };
 
 void expect_outcome(const message_outcome& o, const std::string& receipt,
@@ -239,7 +200,7 @@ TEST_F(ScalerTest, BatchesAWindowIntoOneLaunch) {
   scale({pj("r2", 2)});
   EXPECT_TRUE(launcher->calls.empty()); // the window is still open
   auto first = decide();
-  auto second = next_outcome();
+  auto second = expect_reply<batch_outcome>();
   ASSERT_EQ(launcher->calls.size(), 1u);
   auto& call = launcher->calls[0];
   ASSERT_EQ(call.runners.size(), 2u);
@@ -265,7 +226,7 @@ TEST_F(ScalerTest, ClosesTheWindowEarlyAtMaxBatch) {
   start();
   scale({pj("r1", 1), pj("r2", 2)});
   EXPECT_EQ(launcher->calls.size(), 1u);
-  EXPECT_EQ(next_outcome().outcomes.size(), 2u);
+  EXPECT_EQ(expect_reply<batch_outcome>().outcomes.size(), 2u);
 }
 
 TEST_F(ScalerTest, DecidesAtOnceWithAZeroWindow) {
@@ -273,7 +234,7 @@ TEST_F(ScalerTest, DecidesAtOnceWithAZeroWindow) {
   start();
   scale({pj("r1", 1)});
   EXPECT_EQ(launcher->calls.size(), 1u);
-  EXPECT_EQ(next_outcome().outcomes.size(), 1u);
+  EXPECT_EQ(expect_reply<batch_outcome>().outcomes.size(), 1u);
 }
 
 TEST_F(ScalerTest, DuplicatesGetTheirPrimarysOutcome) {
@@ -281,7 +242,7 @@ TEST_F(ScalerTest, DuplicatesGetTheirPrimarysOutcome) {
   scale({pj("r1", 1), pj("r1-copy", 1, 3)});
   scale({pj("r1-again", 1)});
   auto first = decide();
-  auto second = next_outcome();
+  auto second = expect_reply<batch_outcome>();
   ASSERT_EQ(launcher->calls.size(), 1u);
   EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
   ASSERT_EQ(first.outcomes.size(), 2u);
@@ -397,7 +358,7 @@ TEST_F(ScalerTest, LaunchErrorRetriesEverythingAndReleasesTheReservation) {
   scale({pj("r1", 1)});
   scale({pj("r2", 2)});
   auto first = decide();
-  auto second = next_outcome();
+  auto second = expect_reply<batch_outcome>();
   EXPECT_EQ(first.outcomes.at(0).kind, outcome_kind::retry);
   EXPECT_EQ(second.outcomes.at(0).kind, outcome_kind::retry);
   EXPECT_EQ(counts().active(), 0);

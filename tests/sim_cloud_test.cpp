@@ -1,11 +1,8 @@
 #include "actors/sim_cloud.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <map>
 #include <memory>
-#include <optional>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -32,77 +29,17 @@ sim_github_actor::behavior_type recording_github(sim_github_actor::pointer,
   };
 }
 
-/// What a client got back so far: nothing yet, a value or an error.
-template <class T>
-using answer_slot = std::shared_ptr<std::optional<caf::expected<T>>>;
-
-class SimCloudTest : public ::testing::Test {
+class SimCloudTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   SimCloudTest() {
     sim.boot_delay = 40s;
     sim.ec2_fleet_burst = 50;
     sim.ec2_fleet_refill = 5.0;
   }
 
-  /// Pending boot timers keep the cloud alive: stop it.
-  ~SimCloudTest() override {
-    if (cloud)
-      self->send_exit(cloud, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
-  template <class T>
-  caf::expected<T> next_reply() {
-    caf::expected<T> out{caf::sec::bad_function_call};
-    self->receive([&](T& x) { out = std::move(x); },
-                  [&](caf::error& e) { out = std::move(e); },
-                  caf::after(0s) >> [] {});
-    return out;
-  }
-
-  template <class T, class... Ts>
-  caf::expected<T> ask(Ts&&... xs) {
-    self->send(cloud, std::forward<Ts>(xs)...);
-    sched.run();
-    return next_reply<T>();
-  }
-
   void start() {
-    cloud = sys.spawn(sim_cloud, sim, "/ghscale/runners/",
-                      sys.spawn(recording_github, online), stats);
-  }
-
-  /// Moves virtual time in one-second steps, so that timers armed by the
-  /// timers that fire on the way fire on time too.
-  void advance(caf::timespan d) {
-    for (; d > 0s; d -= 1s) {
-      sched.advance_time(std::min<caf::timespan>(d, 1s));
-      sched.run();
-    }
-  }
-
-  /// Asks as a real client does (a request with a timeout) and keeps what
-  /// comes back, so a test can see whether the answer has arrived yet.
-  template <class T, class... Ts>
-  answer_slot<T> ask_as_client(Ts... xs) {
-    auto slot = std::make_shared<std::optional<caf::expected<T>>>();
-    // The slot is a spawn argument: CAF 0.17 dereferences a null argument
-    // tuple for functions spawned without arguments (UBSan reports it).
-    auto asking_client = [=, dest = cloud](caf::event_based_actor* client,
-                                           answer_slot<T> out) {
-      client->request(dest, caf::timespan{1h}, xs...).then(
-        [out](T& x) { out->emplace(std::move(x)); },
-        [out](caf::error& err) { out->emplace(std::move(err)); });
-    };
-    sys.spawn(asking_client, slot);
-    return slot;
+    cloud = stop_at_teardown(sys.spawn(sim_cloud, sim, "/ghscale/runners/",
+                                       sys.spawn(recording_github, online), stats));
   }
 
   fleet_request request(std::string token, int32_t count,
@@ -118,28 +55,22 @@ protected:
   }
 
   fleet_result fleet(const fleet_request& req) {
-    auto res = ask<fleet_result>(atom::fleet_v, req);
-    EXPECT_TRUE(res) << sys.render(res.error());
-    return res ? *res : fleet_result{};
+    return ask<fleet_result>(cloud, atom::fleet_v, req);
   }
 
   instance_list describe(instance_filter filter) {
-    auto res = ask<instance_list>(atom::describe_v, std::move(filter));
-    EXPECT_TRUE(res) << sys.render(res.error());
-    return res ? *res : instance_list{};
+    return ask<instance_list>(cloud, atom::describe_v, std::move(filter));
   }
 
   std::map<std::string, int64_t> cloud_stats() {
-    auto res = ask<api_calls>(atom::stats_v);
-    EXPECT_TRUE(res);
-    return res ? std::map<std::string, int64_t>(res->by_kind.begin(), res->by_kind.end())
-               : std::map<std::string, int64_t>{};
+    auto res = ask<api_calls>(cloud, atom::stats_v);
+    return {res.by_kind.begin(), res.by_kind.end()};
   }
 
   void put(const std::string& name, const std::string& value,
            std::vector<tag> tags = {}) {
-    auto res = ask<std::string>(atom::put_param_v,
-                                parameter{name, secret_string{value}, std::move(tags)});
+    auto res = try_ask<std::string>(
+      cloud, atom::put_param_v, parameter{name, secret_string{value}, std::move(tags)});
     ASSERT_TRUE(res);
     EXPECT_EQ(*res, name);
   }
@@ -157,11 +88,6 @@ protected:
   simulation_config sim;
   metrics_ptr stats = std::make_shared<metrics>();
   std::shared_ptr<online_log> online = std::make_shared<online_log>();
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   sim_cloud_actor cloud;
 };
 
@@ -211,11 +137,11 @@ TEST_F(SimCloudTest, CreateFleetBucketThrottlesAndRefills) {
   start();
   fleet(request("t-1", 1));
   fleet(request("t-2", 1));
-  auto third = ask<fleet_result>(atom::fleet_v, request("t-3", 1));
+  auto third = try_ask<fleet_result>(cloud, atom::fleet_v, request("t-3", 1));
   ASSERT_FALSE(third);
   EXPECT_TRUE(is_throttled(third.error())) << sys.render(third.error());
   advance(1s); // half a token
-  EXPECT_FALSE(ask<fleet_result>(atom::fleet_v, request("t-3", 1)));
+  EXPECT_FALSE(try_ask<fleet_result>(cloud, atom::fleet_v, request("t-3", 1)));
   advance(1s);
   EXPECT_EQ(fleet(request("t-3", 1)).instances.size(), 1u);
   auto s = cloud_stats();
@@ -268,10 +194,10 @@ TEST_F(SimCloudTest, PartialFaultFillsOnlyAFraction) {
 TEST_F(SimCloudTest, ThrottleFaultRefusesFleetAndDescribe) {
   start();
   inject("ec2_throttle", "", 1.0, 30s);
-  auto f = ask<fleet_result>(atom::fleet_v, request("t-1", 1));
+  auto f = try_ask<fleet_result>(cloud, atom::fleet_v, request("t-1", 1));
   ASSERT_FALSE(f);
   EXPECT_TRUE(is_throttled(f.error()));
-  auto d = ask<instance_list>(atom::describe_v, instance_filter{});
+  auto d = try_ask<instance_list>(cloud, atom::describe_v, instance_filter{});
   ASSERT_FALSE(d);
   EXPECT_TRUE(is_throttled(d.error()));
   advance(30s);
@@ -331,8 +257,8 @@ TEST_F(SimCloudTest, DescribeFiltersByTagsAndTerminateReportsPerInstance) {
   ASSERT_EQ(ml.instances.size(), 1u);
   EXPECT_EQ(ml.instances[0].instance_id, gpu_id);
   EXPECT_TRUE(describe({{{"team", "web"}}, false}).instances.empty());
-  auto res = ask<batch_result>(atom::terminate_v,
-                               instance_ids{{linux_ids[0].instance_id, "i-nope"}});
+  auto res = try_ask<batch_result>(cloud, atom::terminate_v,
+                                   instance_ids{{linux_ids[0].instance_id, "i-nope"}});
   ASSERT_TRUE(res);
   EXPECT_EQ(res->succeeded, std::vector<std::string>{linux_ids[0].instance_id});
   ASSERT_EQ(res->failed.size(), 1u);
@@ -357,10 +283,12 @@ TEST_F(SimCloudTest, ParametersAndDuplicateJobLaunches) {
   put("/ghscale/runners/i-2", "b", {{"ghscale:job", "7#1"}});  // a second runner
   put("/ghscale/runners/i-3", "c", {{"ghscale:job", "7#2"}});
   put("/ghscale/runners/i-4", "idle");
-  auto gone = ask<std::string>(atom::del_param_v, std::string{"/ghscale/runners/i-1"});
+  auto gone = try_ask<std::string>(cloud, atom::del_param_v,
+                                   std::string{"/ghscale/runners/i-1"});
   ASSERT_TRUE(gone);
   EXPECT_EQ(*gone, "/ghscale/runners/i-1");
-  auto missing = ask<std::string>(atom::del_param_v, std::string{"/ghscale/runners/i-1"});
+  auto missing = try_ask<std::string>(cloud, atom::del_param_v,
+                                      std::string{"/ghscale/runners/i-1"});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), static_cast<uint8_t>(errc::not_found));
   auto s = cloud_stats();
@@ -374,8 +302,10 @@ TEST_F(SimCloudTest, LatencyDelaysAnswersButNotTheirEffects) {
   sim.ec2_fleet_burst = 1;
   sim.ec2_fleet_refill = 0.01;
   start();
-  auto launched = ask_as_client<fleet_result>(atom::fleet_v, request("t-1", 1));
-  auto throttled = ask_as_client<fleet_result>(atom::fleet_v, request("t-2", 1));
+  auto launched
+    = spawn_requester<fleet_result>(cloud, 1h, atom::fleet_v, request("t-1", 1));
+  auto throttled
+    = spawn_requester<fleet_result>(cloud, 1h, atom::fleet_v, request("t-2", 1));
   sched.run();
   EXPECT_FALSE(launched->has_value());
   EXPECT_FALSE(throttled->has_value());

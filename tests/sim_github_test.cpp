@@ -1,14 +1,11 @@
 #include "actors/embedded_queue.hpp"
 #include "actors/sim_cloud.hpp"
 #include "actors/sim_github.hpp"
+#include "tests/actor_test.hpp"
 #include "transport/workflow_job.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
 
 #include <map>
 #include <memory>
-#include <optional>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -35,18 +32,8 @@ recording_cloud(sim_cloud_actor::pointer,
   };
 }
 
-/// What a client got back so far: nothing yet, a response or an error.
-using answer_slot = std::shared_ptr<std::optional<caf::expected<github_response>>>;
-
-class SimGithubTest : public ::testing::Test {
+class SimGithubTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   SimGithubTest() {
     sim.seed = 7;
     sim.token_ttl = 1h;
@@ -54,74 +41,23 @@ protected:
     sim.github_writes_per_minute = 0;
   }
 
-  /// Pending timers keep actors alive: stop them.
-  ~SimGithubTest() override {
-    for (auto& a : stoppable)
-      self->send_exit(a, caf::exit_reason::user_shutdown);
-    sched.run();
-  }
-
-  template <class T>
-  caf::expected<T> next_reply() {
-    caf::expected<T> out{caf::sec::bad_function_call};
-    self->receive([&](T& x) { out = std::move(x); },
-                  [&](caf::error& e) { out = std::move(e); },
-                  caf::after(0s) >> [] {});
-    return out;
-  }
-
-  template <class T, class Handle, class... Ts>
-  T ask(const Handle& dest, Ts&&... xs) {
-    self->send(dest, std::forward<Ts>(xs)...);
-    sched.run();
-    auto reply = next_reply<T>();
-    EXPECT_TRUE(reply) << sys.render(reply.error());
-    return reply ? *reply : T{};
-  }
-
   sim_github_actor start() {
-    auto gh = sys.spawn(sim_github, sim, stats);
-    stoppable.push_back(caf::actor_cast<caf::actor>(gh));
-    return gh;
+    return stop_at_teardown(sys.spawn(sim_github, sim, stats));
   }
 
   /// The webhook sink: a real embedded queue.
   queue_actor start_sink() {
     queue_config qc;
     qc.name = "webhooks";
-    queue_actor q = sys.spawn(embedded_queue, qc, queue_actor{}, stats);
-    stoppable.push_back(caf::actor_cast<caf::actor>(q));
-    return q;
+    return stop_at_teardown(sys.spawn(embedded_queue, qc, queue_actor{}, stats));
   }
 
   sim_cloud_actor start_recording_cloud() {
     return sys.spawn(recording_cloud, finished);
   }
 
-  void advance(caf::timespan d) {
-    for (; d > 0s; d -= 1s) {
-      sched.advance_time(std::min<caf::timespan>(d, 1s));
-      sched.run();
-    }
-  }
-
   github_response call(const sim_github_actor& gh, github_request req) {
     return ask<github_response>(gh, atom::call_v, std::move(req));
-  }
-
-  /// Calls as a real client does (a request with a timeout) and keeps what
-  /// comes back, so a test can see whether the answer has arrived yet.
-  answer_slot call_as_client(const sim_github_actor& gh, github_request req) {
-    auto slot = std::make_shared<std::optional<caf::expected<github_response>>>();
-    // The slot is a spawn argument: CAF 0.17 dereferences a null argument
-    // tuple for functions spawned without arguments (UBSan reports it).
-    auto asking_client = [=](caf::event_based_actor* client, answer_slot out) {
-      client->request(gh, caf::timespan{1h}, atom::call_v, req).then(
-        [out](github_response& res) { out->emplace(std::move(res)); },
-        [out](caf::error& err) { out->emplace(std::move(err)); });
-    };
-    sys.spawn(asking_client, slot);
-    return slot;
   }
 
   github_response mint(const sim_github_actor& gh, int64_t installation = 1) {
@@ -217,12 +153,6 @@ protected:
   metrics_ptr stats = std::make_shared<metrics>();
   std::shared_ptr<std::vector<std::string>> finished
     = std::make_shared<std::vector<std::string>>();
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
-  std::vector<caf::actor> stoppable;
 };
 
 TEST_F(SimGithubTest, TokensAreMintedWithAJwtAndExpire) {
@@ -459,8 +389,7 @@ TEST_F(SimGithubTest, InjectedFaultsHitEveryCallWhileActive) {
 
 TEST_F(SimGithubTest, EndToEndWithTheSimulatedCloud) {
   auto gh = start();
-  sim_cloud_actor cloud = sys.spawn(sim_cloud, sim, "/ghscale/runners", gh, stats);
-  stoppable.push_back(caf::actor_cast<caf::actor>(cloud));
+  auto cloud = stop_at_teardown(sys.spawn(sim_cloud, sim, "/ghscale/runners", gh, stats));
   auto sink = start_sink();
   self->send(gh, atom::connect_v, sink, cloud);
   sched.run();
@@ -520,9 +449,9 @@ TEST_F(SimGithubTest, LatencyDelaysResponsesButNotTheirEffects) {
   token_request.op = github_op::create_installation_token;
   token_request.installation_id = 1;
   token_request.credential = secret_string{"app-jwt"};
-  auto minted = call_as_client(gh, token_request);
+  auto minted = spawn_requester<github_response>(gh, 1h, atom::call_v, token_request);
   token_request.credential = secret_string{};
-  auto refused = call_as_client(gh, token_request);
+  auto refused = spawn_requester<github_response>(gh, 1h, atom::call_v, token_request);
   sched.run();
   EXPECT_FALSE(minted->has_value());
   EXPECT_FALSE(refused->has_value());

@@ -1,14 +1,8 @@
 #include "actors/supervisor.hpp"
-
-#include "actors/log.hpp"
-#include "messages/actors.hpp"
-
-#include <caf/scheduler/test_coordinator.hpp>
-#include <gtest/gtest.h>
+#include "tests/actor_test.hpp"
 
 #include <map>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,40 +34,15 @@ caf::behavior test_child(caf::event_based_actor* self, int32_t incarnation,
   };
 }
 
-// Log lines, captured so tests can check what the supervisor decided.
-std::vector<std::string> captured_lines;
-void capture_line(const std::string& line) { captured_lines.push_back(line); }
-
-size_t lines_containing(const std::string& what) {
-  size_t n = 0;
-  for (auto& line : captured_lines)
-    n += line.find(what) != std::string::npos ? 1 : 0;
-  return n;
-}
-
-class SupervisorTest : public ::testing::Test {
+class SupervisorTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   SupervisorTest() {
-    captured_lines.clear();
-    log::capture(capture_line);
     policy.max_restarts = 10;
     policy.within = 60s;
     policy.initial_backoff = 100ms;
     policy.max_backoff = 10s;
     policy.jitter = 0.2;
     policy.seed = 7;
-  }
-
-  ~SupervisorTest() override {
-    sched.run();
-    log::capture(nullptr);
   }
 
   /// A child spec for a test child with its own relay and start counter.
@@ -93,26 +62,18 @@ protected:
 
   int32_t starts(const std::string& name) { return *starts_of.at(name); }
 
-  /// Requests `xs` from `dest` through a probe actor and runs everything
-  /// that follows; `sec::bad_function_call` means "no answer".
+  /// Requests `xs` from `dest` as a real caller does (during a backoff a
+  /// relay drops plain messages but fails requests) and runs everything that
+  /// follows; `sec::bad_function_call` means "no answer".
   template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dest, Ts... xs) {
-    auto out = std::make_shared<caf::expected<T>>(caf::sec::bad_function_call);
-    // `dest` goes in as a spawn argument: CAF 0.17.6 dereferences a null
-    // argument tuple when a function actor is spawned without arguments
-    // (UBSan reports it).
-    auto probe = [=](caf::event_based_actor* self, const caf::actor& to) {
-      self->request(to, 1s, xs...)
-        .then([=](T x) { *out = std::move(x); },
-              [=](caf::error& err) { *out = std::move(err); });
-    };
-    sys.spawn(probe, dest);
+  caf::expected<T> request(const caf::actor& dest, Ts... xs) {
+    auto reply = spawn_requester<T>(dest, 1s, xs...);
     sched.run();
-    return *out;
+    return reply->value_or(caf::expected<T>{caf::sec::bad_function_call});
   }
 
   caf::expected<int32_t> which(const std::string& name) {
-    return ask<int32_t>(relays.at(name), which_atom::value);
+    return request<int32_t>(relays.at(name), which_atom::value);
   }
 
   /// Sends a message to a child through its relay and lets it take effect.
@@ -122,29 +83,12 @@ protected:
     sched.run();
   }
 
-  void advance(caf::timespan d) {
-    sched.advance_time(d);
-    sched.run();
-  }
-
-  /// The exit reason of a monitored actor, if it has gone down.
-  std::optional<caf::error> down_reason() {
-    std::optional<caf::error> out;
-    self->receive([&](caf::down_msg& msg) { out = std::move(msg.reason); },
-                  caf::after(0s) >> [] {});
-    return out;
-  }
-
   void shut_down(const caf::actor& sup) {
     self->send_exit(sup, caf::exit_reason::user_shutdown);
     sched.run();
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
+  test::log_capture captured; // what the supervisor decided
   supervisor_policy policy;
   stop_record stopped = std::make_shared<std::vector<std::string>>();
   std::map<std::string, caf::actor> relays;
@@ -181,13 +125,13 @@ TEST_F(SupervisorTest, CrashedChildRestartsAfterBackoffBehindTheSameRelay) {
   // In backoff (100 ms +- 20 %): requests fail fast, async messages drop.
   EXPECT_TRUE(is_unavailable(which("a")));
   tell("a", leave_atom::value);
-  EXPECT_EQ(lines_containing("msg=\"dropped\""), 1u);
+  EXPECT_EQ(captured.lines_containing("msg=\"dropped\""), 1u);
   EXPECT_TRUE(self->mailbox().empty()); // no error goes back to the sender
   advance(79ms);
   EXPECT_TRUE(is_unavailable(which("a")));
   advance(41ms);
   EXPECT_EQ(which("a"), 2);
-  EXPECT_EQ(lines_containing(
+  EXPECT_EQ(captured.lines_containing(
               "msg=\"restart\" supervisor=root child=a restarts=1"),
             1u);
   shut_down(sup);
@@ -289,7 +233,7 @@ TEST_F(SupervisorTest, TooManyRestartsEscalate) {
   EXPECT_EQ(*reason, caf::sec::runtime_error); // the child's own reason
   EXPECT_EQ(*stopped, (std::vector<std::string>{"a", "a", "a", "b"}));
   EXPECT_TRUE(is_unavailable(which("b")));
-  EXPECT_EQ(lines_containing("msg=\"escalate\""), 1u);
+  EXPECT_EQ(captured.lines_containing("msg=\"escalate\""), 1u);
   EXPECT_EQ(starts("a"), 3);
 }
 
@@ -342,7 +286,7 @@ TEST_F(SupervisorTest, NestedEscalationRestartsTheSubtree) {
   advance(120ms); // the root's backoff for "inner"
   EXPECT_EQ(which("worker"), 2);
   EXPECT_FALSE(down_reason());
-  auto status = ask<node_status>(sup, atom::status_v);
+  auto status = request<node_status>(sup, atom::status_v);
   ASSERT_TRUE(status);
   ASSERT_EQ(status->children.size(), 1u);
   EXPECT_EQ(status->children[0].name, "inner");
@@ -363,7 +307,7 @@ TEST_F(SupervisorTest, ShutdownStopsChildrenInReverseStartOrder) {
   shut_down(sup);
   EXPECT_EQ(*stopped, (std::vector<std::string>{"c", "b", "a"}));
   EXPECT_EQ(down_reason(), caf::error{caf::exit_reason::user_shutdown});
-  EXPECT_EQ(lines_containing("msg=\"restart\""), 0u);
+  EXPECT_EQ(captured.lines_containing("msg=\"restart\""), 0u);
   EXPECT_TRUE(is_unavailable(which("a")));
 }
 
@@ -403,7 +347,7 @@ TEST_F(SupervisorTest, StatusReportsRestartsPerChild) {
   tell("a", boom_atom::value);
   advance(1s);
   tell("a", boom_atom::value);
-  auto status = ask<node_status>(sup, atom::status_v);
+  auto status = request<node_status>(sup, atom::status_v);
   ASSERT_TRUE(status);
   ASSERT_EQ(status->children.size(), 2u);
   EXPECT_EQ(status->children[0].name, "a");
