@@ -1,5 +1,6 @@
 #include "actors/embedded_queue.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <algorithm>
@@ -14,10 +15,6 @@ using stored_message = embedded_queue_state::stored_message;
 
 /// SQS answers at most 10 messages per receive, and at least one.
 constexpr int32_t max_batch = 10;
-
-caf::timespan now(queue_pointer self) {
-  return self->clock().now().time_since_epoch();
-}
 
 label_set queue_label(queue_pointer self) {
   return {{"queue", self->state.cfg.name}};

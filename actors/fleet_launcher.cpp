@@ -1,6 +1,7 @@
 #include "actors/fleet_launcher.hpp"
 
 #include "actors/backoff.hpp"
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <algorithm>
@@ -18,14 +19,6 @@ constexpr int32_t max_fleet_attempts = 8;
 constexpr caf::timespan fleet_retry_base = 500ms;
 constexpr caf::timespan fleet_retry_max = 20s;
 constexpr double fleet_retry_jitter = 0.2;
-
-caf::timespan now(launcher_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
-
-int64_t to_ms(caf::timespan x) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
-}
 
 void count_aws_call(launcher_ptr self, const char* api) {
   self->state.stats->add("ghscale_aws_calls_total", {{"api", api}});

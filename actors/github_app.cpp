@@ -1,5 +1,6 @@
 #include "actors/github_app.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/installation_client.hpp"
 #include "actors/log.hpp"
 
@@ -18,10 +19,6 @@ using app_ptr = github_app_actor::stateful_pointer<github_app_state>;
 /// reused until a minute before that, so no call carries one about to lapse.
 constexpr caf::timespan jwt_validity = 9min;
 constexpr caf::timespan jwt_reuse_margin = 60s;
-
-caf::timespan now(app_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
 
 caf::expected<secret_string> app_jwt(app_ptr self, const jwt_minter& jwt) {
   auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/installation_client.hpp"
 
 #include "actors/backoff.hpp"
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <algorithm>
@@ -29,14 +30,6 @@ constexpr caf::timespan min_primary_pause = 1s;
 constexpr caf::timespan retry_base = 1s;
 constexpr caf::timespan retry_max = 60s;
 constexpr double retry_jitter = 0.2;
-
-caf::timespan now(client_ptr self) {
-  return self->clock().now().time_since_epoch();
-}
-
-int64_t to_ms(caf::timespan x) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
-}
 
 // -- response classification ---------------------------------------------------
 

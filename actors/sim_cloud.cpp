@@ -1,5 +1,6 @@
 #include "actors/sim_cloud.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 
 #include <algorithm>
@@ -21,10 +22,6 @@ constexpr caf::timespan parameter_wait_limit = std::chrono::minutes(10);
 const char* capacity_code = "InsufficientInstanceCapacity";
 /// The launcher tags each runner config with the job attempt it serves.
 const char* job_tag_key = "ghscale:job";
-
-caf::timespan now(cloud_pointer self) {
-  return self->clock().now().time_since_epoch();
-}
 
 void count(cloud_pointer self, const std::string& key, int64_t n = 1) {
   self->state.counters[key] += n;

@@ -1,5 +1,6 @@
 #include "actors/sim_github.hpp"
 
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "transport/workflow_job.hpp"
 
@@ -25,10 +26,6 @@ constexpr caf::timespan registration_token_ttl = std::chrono::hours(1);
 constexpr size_t runners_per_page = 100;
 
 const char* secondary_limit_message = "You have exceeded a secondary rate limit";
-
-caf::timespan now(github_pointer self) {
-  return self->clock().now().time_since_epoch();
-}
 
 void count(github_pointer self, const std::string& key, int64_t n = 1) {
   self->state.counters[key] += n;
