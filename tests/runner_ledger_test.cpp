@@ -1,7 +1,7 @@
 // The runner ledger against a scripted EC2 mock, in virtual time.
 #include "actors/runner_ledger.hpp"
+#include "tests/actor_test.hpp"
 
-#include <caf/scheduler/test_coordinator.hpp>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -113,15 +113,8 @@ launched_runner up(int32_t spec, job_key key, std::string instance) {
   return r;
 }
 
-class RunnerLedgerTest : public ::testing::Test {
+class RunnerLedgerTest : public test::actor_test {
 protected:
-  static caf::actor_system_config& prepare(caf::actor_system_config& cfg) {
-    register_types(cfg);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    cfg.set("logger.inline-output", true);
-    return cfg;
-  }
-
   ~RunnerLedgerTest() override {
     // The ledger re-arms its reconciliation timer and the EC2 mock may hold
     // a request open: both would outlive the test otherwise.
@@ -154,20 +147,9 @@ protected:
     sched.run();
   }
 
-  template <class T>
-  caf::expected<T> next_reply() {
-    caf::expected<T> out{caf::sec::bad_function_call};
-    self->receive([&](T& x) { out = std::move(x); },
-                  [&](caf::error& e) { out = std::move(e); },
-                  caf::after(std::chrono::seconds(0)) >> [] {});
-    return out;
-  }
-
   template <class T, class... Ts>
   caf::expected<T> ask(Ts&&... xs) {
-    self->send(ledger, std::forward<Ts>(xs)...);
-    sched.run();
-    return next_reply<T>();
+    return try_ask<T>(ledger, std::forward<Ts>(xs)...);
   }
 
   reservation reserve(std::vector<job_key> jobs, bool topup = false) {
@@ -199,11 +181,6 @@ protected:
     return impl->state;
   }
 
-  caf::actor_system_config cfg;
-  caf::actor_system sys{prepare(cfg)};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
-  caf::scoped_actor self{sys, true};
   std::shared_ptr<ec2_script> script = std::make_shared<ec2_script>();
   metrics_ptr stats = std::make_shared<metrics>();
   timeouts_config timeouts;
