@@ -127,48 +127,43 @@ void batch_settled(poller_pointer self, const context_ptr& ctx) {
 
 // -- applying outcomes ------------------------------------------------------------
 
-void remove_messages(poller_pointer self, const context_ptr& ctx,
-                     std::vector<std::string> receipts, std::string outcome,
-                     countdown_ptr pending) {
-  if (receipts.empty()) {
+/// One batch call on the source queue (`atom::remove` or
+/// `atom::visibility`); per-entry failures are counted, and the message
+/// comes back after its visibility timeout.
+template <class Atom, class Entries>
+void queue_batch_call(poller_pointer self, const context_ptr& ctx, Atom call,
+                      const std::string& action, Entries entries,
+                      std::string outcome, countdown_ptr pending) {
+  if (entries.empty()) {
     pending->tick();
     return;
   }
-  auto n = receipts.size();
-  self->request(ctx->source, ctx->timeouts.aws_call, atom::remove_v,
-                std::move(receipts))
+  auto n = entries.size();
+  self->request(ctx->source, ctx->timeouts.aws_call, call, std::move(entries))
     .then(
       [=](const batch_result& result) {
         count_messages(ctx, outcome, result.succeeded.size());
-        count_entry_failures(ctx, "remove", result);
+        count_entry_failures(ctx, action, result);
         pending->tick();
       },
       [=](const caf::error& err) {
-        count_failures(ctx, "remove", n, self->system().render(err));
+        count_failures(ctx, action, n, self->system().render(err));
         pending->tick();
       });
+}
+
+void remove_messages(poller_pointer self, const context_ptr& ctx,
+                     std::vector<std::string> receipts, std::string outcome,
+                     countdown_ptr pending) {
+  queue_batch_call(self, ctx, atom::remove_v, "remove", std::move(receipts),
+                   std::move(outcome), std::move(pending));
 }
 
 void change_visibility(poller_pointer self, const context_ptr& ctx,
                        std::vector<visibility_change> changes,
                        std::string outcome, countdown_ptr pending) {
-  if (changes.empty()) {
-    pending->tick();
-    return;
-  }
-  auto n = changes.size();
-  self->request(ctx->source, ctx->timeouts.aws_call, atom::visibility_v,
-                std::move(changes))
-    .then(
-      [=](const batch_result& result) {
-        count_messages(ctx, outcome, result.succeeded.size());
-        count_entry_failures(ctx, "visibility", result);
-        pending->tick();
-      },
-      [=](const caf::error& err) {
-        count_failures(ctx, "visibility", n, self->system().render(err));
-        pending->tick();
-      });
+  queue_batch_call(self, ctx, atom::visibility_v, "visibility",
+                   std::move(changes), std::move(outcome), std::move(pending));
 }
 
 /// Dead-letters poison messages, then deletes exactly those the dead-letter
