@@ -3,6 +3,7 @@
 // 7): with the testing scheduler nothing runs until `sched.run()`, and timers
 // fire only when a test moves the virtual clock, so tests are deterministic.
 #include "actors/log.hpp"
+#include "bench/scenario/virtual_time.hpp"
 #include "messages/actors.hpp"
 
 #include <caf/all.hpp>
@@ -56,11 +57,7 @@ protected:
   /// `sec::bad_function_call` means "nothing there".
   template <class T>
   caf::expected<T> next_reply(caf::scoped_actor& who) {
-    caf::expected<T> out{caf::sec::bad_function_call};
-    who->receive([&](T& x) { out = std::move(x); },
-                 [&](caf::error& err) { out = std::move(err); },
-                 caf::after(std::chrono::seconds(0)) >> [] {});
-    return out;
+    return scenario::receive_now<T>(who);
   }
 
   template <class T>
@@ -79,17 +76,15 @@ protected:
   /// Sends `xs` to `dest`, runs everything that follows and returns the reply.
   template <class T, class Handle, class... Ts>
   caf::expected<T> try_ask(const Handle& dest, Ts&&... xs) {
-    self->send(dest, std::forward<Ts>(xs)...);
-    sched.run();
-    return next_reply<T>();
+    return scenario::ask_now<T>(sched, self, dest, std::forward<Ts>(xs)...);
   }
 
   /// As try_ask, for a reply that must be a T (the test fails otherwise).
   template <class T, class Handle, class... Ts>
   T ask(const Handle& dest, Ts&&... xs) {
-    self->send(dest, std::forward<Ts>(xs)...);
-    sched.run();
-    return expect_reply<T>();
+    auto reply = try_ask<T>(dest, std::forward<Ts>(xs)...);
+    EXPECT_TRUE(reply) << sys.render(reply.error());
+    return reply ? std::move(*reply) : T{};
   }
 
   /// Spawns a client that requests `xs` from `dest` as a real caller does (a
@@ -109,24 +104,9 @@ protected:
     return slot;
   }
 
-  /// Runs every message and timer due within `d` of virtual time, each timer
-  /// at its own time, so timers armed on the way fire on time too.
+  /// Runs every message and timer due within `d` of virtual time.
   void advance(caf::timespan d) {
-    auto& clock = sched.clock();
-    auto end = clock.now() + d;
-    sched.run();
-    auto& schedule = clock.schedule();
-    while (!schedule.empty() && schedule.begin()->first <= end) {
-      auto next = schedule.begin()->first;
-      if (next > clock.now())
-        sched.advance_time(next - clock.now());
-      else
-        sched.trigger_timeout();
-      sched.run();
-    }
-    if (end > clock.now())
-      sched.advance_time(end - clock.now());
-    sched.run();
+    scenario::advance(sched, d);
   }
 
   /// The exit reason of an actor `self` monitors, if it has gone down.

@@ -2,6 +2,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/node.hpp"
+#include "bench/scenario/virtual_time.hpp"
 #include "messages/actors.hpp"
 #include "transport/workflow_job.hpp"
 
@@ -68,33 +69,13 @@ public:
 
   /// Processes everything due up to `start + at`, then sets the clock there.
   void run_until(caf::timespan at) {
-    auto& clock = sched_.clock();
-    auto target = start_ + at;
-    for (;;) {
-      sched_.run();
-      if (!clock.has_pending_timeout())
-        break;
-      auto next = clock.schedule().begin()->first;
-      if (next > target)
-        break;
-      clock.advance_time(std::max(next - clock.now(), caf::timespan{0}));
-    }
-    if (clock.now() < target)
-      clock.advance_time(target - clock.now());
-    sched_.run();
+    auto left = start_ + at - sched_.clock().now();
+    advance(sched_, std::max(left, caf::timespan{0}));
   }
 
-  /// Sends a request as a plain message and collects the answer, running
-  /// the scheduler in between (nothing runs on its own in virtual time).
   template <class T, class Handle, class... Ts>
   caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
-    self_->send(dest, std::forward<Ts>(xs)...);
-    sched_.run();
-    caf::expected<T> out{caf::make_error(errc::timeout, "no answer")};
-    self_->receive([&](T& x) { out = std::move(x); },
-                   [&](caf::error& err) { out = std::move(err); },
-                   caf::after(std::chrono::seconds(0)) >> [] {});
-    return out;
+    return ask_now<T>(sched_, self_, dest, std::forward<Ts>(xs)...);
   }
 
 private:
