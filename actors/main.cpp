@@ -137,23 +137,8 @@ public:
 
   void feed() {
     auto elapsed = std::chrono::steady_clock::now() - start_;
-    for (; next_ < entries_.size() && entries_[next_].at <= elapsed; ++next_) {
-      auto& entry = entries_[next_];
-      switch (entry.what) {
-        case scenario::trace_entry::kind::job:
-          caf::anon_send(world_.github, atom::inject_v, entry.job);
-          break;
-        case scenario::trace_entry::kind::fault:
-          if (entry.fault.kind.rfind("github_", 0) == 0)
-            caf::anon_send(world_.github, atom::inject_v, entry.fault);
-          else
-            caf::anon_send(world_.cloud, atom::inject_v, entry.fault);
-          break;
-        case scenario::trace_entry::kind::crash:
-          caf::anon_send(node_, atom::inject_v, entry.child);
-          break;
-      }
-    }
+    for (; next_ < entries_.size() && entries_[next_].at <= elapsed; ++next_)
+      scenario::inject(entries_[next_], world_, node_);
   }
 
 private:

@@ -124,6 +124,24 @@ bool world_is_quiet(world_driver& world, const embedded_world& w,
 
 } // namespace
 
+void inject(const trace_entry& entry, const embedded_world& world,
+            const node_actor& node) {
+  switch (entry.what) {
+    case trace_entry::kind::job:
+      caf::anon_send(world.github, atom::inject_v, entry.job);
+      break;
+    case trace_entry::kind::fault:
+      if (entry.fault.kind.rfind("github_", 0) == 0)
+        caf::anon_send(world.github, atom::inject_v, entry.fault);
+      else
+        caf::anon_send(world.cloud, atom::inject_v, entry.fault);
+      break;
+    case trace_entry::kind::crash:
+      caf::anon_send(node, atom::inject_v, entry.child);
+      break;
+  }
+}
+
 bool simulation_report::ok() const {
   for (auto& p : peaks)
     if (p.peak > p.cap)
@@ -151,23 +169,12 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   std::map<std::string, double> queued_at; // job key -> seconds
   for (auto& entry : trace) {
     world.run_until(entry.at);
-    switch (entry.what) {
-      case trace_entry::kind::job:
-        queued_at.emplace(to_string(entry.job.event.key),
-                          std::chrono::duration<double>(entry.at).count());
-        r.deliveries += 1 + entry.job.duplicates;
-        caf::anon_send(w->github, atom::inject_v, entry.job);
-        break;
-      case trace_entry::kind::fault:
-        if (entry.fault.kind.rfind("github_", 0) == 0)
-          caf::anon_send(w->github, atom::inject_v, entry.fault);
-        else
-          caf::anon_send(w->cloud, atom::inject_v, entry.fault);
-        break;
-      case trace_entry::kind::crash:
-        caf::anon_send(node->node, atom::inject_v, entry.child);
-        break;
+    if (entry.what == trace_entry::kind::job) {
+      queued_at.emplace(to_string(entry.job.event.key),
+                        std::chrono::duration<double>(entry.at).count());
+      r.deliveries += 1 + entry.job.duplicates;
     }
+    inject(entry, *w, node->node);
   }
   r.jobs_seen = static_cast<int64_t>(queued_at.size());
   // Let the world settle: runners boot, jobs run, retries come back.

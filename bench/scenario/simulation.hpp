@@ -4,6 +4,7 @@
 // the in-process backends, in virtual time (CAF's deterministic scheduler),
 // and reports what happened, measured against the simulated world's ground
 // truth rather than ghscale's own bookkeeping.
+#include "actors/node.hpp"
 #include "bench/scenario/trace.hpp"
 #include "messages/config.hpp"
 
@@ -56,6 +57,11 @@ struct simulation_report {
   /// 0 lost, 0 duplicate launches, every peak within its cap.
   bool ok() const;
 };
+
+/// Delivers one trace entry to the world it describes: a job to the
+/// simulated GitHub, a fault to the backend it names, a crash to the node.
+void inject(const trace_entry& entry, const embedded_world& world,
+            const node_actor& node);
 
 caf::expected<simulation_report>
 run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
