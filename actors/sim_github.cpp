@@ -399,6 +399,22 @@ void get_job(github_pointer self, const github_request& req, github_response& re
   }
 }
 
+/// The installation of the first job seen for the org (or repository).
+void get_installation(github_pointer self, const github_request& req,
+                      github_response& res) {
+  for (auto& [key, j] : self->state.jobs) {
+    auto& repo = j.spec.event.repository;
+    if (repo.owner == req.target.owner
+        && (req.target.org_level() || repo.repo == req.target.repo)) {
+      res.status = 200;
+      res.resource_id = j.spec.event.installation_id;
+      return;
+    }
+  }
+  res.status = 404;
+  res.message = "Not Found";
+}
+
 void list_runners(github_pointer self, const github_request& req,
                   github_response& res) {
   std::vector<runner_info> all;
@@ -455,7 +471,14 @@ void perform(github_pointer self, const github_request& req, int64_t installatio
       delete_runner(self, req, res);
       return;
     case github_op::get_runner_group:
+      // Every group exists in the simulation; ids are stable per name.
       res.status = 200;
+      res.resource_id = req.runner_group == "Default"
+                          ? 1
+                          : 2 + static_cast<int64_t>(std::hash<std::string>{}(req.runner_group) % 1000);
+      return;
+    case github_op::get_installation:
+      get_installation(self, req, res);
       return;
   }
 }

@@ -61,6 +61,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ghscale, (ghscale::sim_fault))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::sim_job))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::api_calls))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::http_header))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::http_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::http_response))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::aws_credentials))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::aws_api_call))
 
   // queue
   CAF_ADD_ATOM(ghscale, ghscale::atom, receive, "receive")
@@ -74,10 +79,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, terminate, "terminate")
   CAF_ADD_ATOM(ghscale, ghscale::atom, put_param, "put_param")
   CAF_ADD_ATOM(ghscale, ghscale::atom, del_param, "del_param")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, get_param, "get_param")
   // GitHub
   CAF_ADD_ATOM(ghscale, ghscale::atom, call, "call")
   CAF_ADD_ATOM(ghscale, ghscale::atom, mint, "mint")
   CAF_ADD_ATOM(ghscale, ghscale::atom, client, "client")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, lookup, "lookup")
   CAF_ADD_ATOM(ghscale, ghscale::atom, registration, "register")
   CAF_ADD_ATOM(ghscale, ghscale::atom, job_status, "job_status")
   CAF_ADD_ATOM(ghscale, ghscale::atom, runners, "runners")
@@ -101,6 +108,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, revoke, "revoke")
   CAF_ADD_ATOM(ghscale, ghscale::atom, reap, "reap")
   CAF_ADD_ATOM(ghscale, ghscale::atom, recheck, "recheck")
+  // transport
+  CAF_ADD_ATOM(ghscale, ghscale::atom, http, "http")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, http_done, "http_done")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, credentials, "creds")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, refresh, "refresh")
   // simulation control
   CAF_ADD_ATOM(ghscale, ghscale::atom, inject, "inject")
   CAF_ADD_ATOM(ghscale, ghscale::atom, connect, "connect")
@@ -153,11 +165,50 @@ using ssm_actor = caf::typed_actor<
   // DeleteParameter; answers with the parameter's name.
   caf::replies_to<atom::del_param, std::string>::with<std::string>>;
 
+/// SSM on the real wire also reads parameters (the App's private key).
+using ssm_client_actor = ssm_actor::extend<
+  // GetParameter with decryption; answers with the value.
+  caf::replies_to<atom::get_param, std::string>::with<secret_string>>;
+
 /// GitHub's REST API, one request at a time; budget is the caller's business.
 using github_api_actor = caf::typed_actor<
   // Performs one call; HTTP errors are responses (status >= 400), transport
   // failures are `caf::error`s.
   caf::replies_to<atom::call, github_request>::with<github_response>>;
+
+// -- transport: the HTTP engine and AWS credentials ----------------------------
+
+/// The HTTP engine: libcurl's multi interface on its own thread, bridged into
+/// CAF. Connection reuse, per-request timeouts, a bound on requests in flight.
+using http_actor = caf::typed_actor<
+  // Performs one request; an HTTP error status is still a response.
+  caf::replies_to<atom::http, http_request>::with<http_response>>;
+
+/// The engine's actor side: its thread reports each finished transfer.
+using http_engine_actor = http_actor::extend<
+  // Internal: transfer `id` produced a response.
+  caf::reacts_to<atom::http_done, uint64_t, http_response>,
+  // Internal: transfer `id` failed (what and where in the error).
+  caf::reacts_to<atom::http_done, uint64_t, caf::error>>;
+
+/// AWS credentials from the chain (environment, shared files, IMDSv2),
+/// cached and refreshed before they expire, one refresh at a time.
+using aws_credentials_actor = caf::typed_actor<
+  // The current credentials; resolves the chain on first use.
+  caf::replies_to<atom::credentials>::with<aws_credentials>,
+  // Internal: refresh ahead of expiry.
+  caf::reacts_to<atom::refresh>>;
+
+/// Performs the signed AWS calls of one service client (SQS, EC2, SSM): a
+/// client-side token bucket per API, SigV4 with current credentials, and
+/// retries of throttling, 5xx and transport failures with jittered backoff.
+using aws_caller_actor = caf::typed_actor<
+  // Signs and sends one call; answers the final response (a success, an
+  // error answer not worth retrying, or the last one when attempts run out),
+  // or an error when no answer came (transport, credentials, rate limit).
+  caf::replies_to<atom::call, aws_api_call>::with<http_response>,
+  // Internal: call `id` may go (its backoff is over or a token came).
+  caf::reacts_to<atom::flush, uint64_t>>;
 
 // -- GitHub App and installation clients ---------------------------------------
 
@@ -195,6 +246,10 @@ using installation_client_actor = runner_registrar_actor
 using github_app_actor = caf::typed_actor<
   // The client of this installation (spawned on first use).
   caf::replies_to<atom::client, int64_t>::with<installation_client_actor>,
+  // The installation that owns an org (repo empty) or a repository, for
+  // events that carry none; cached, and looked up again after its token
+  // mint answered 404 (the App was reinstalled).
+  caf::replies_to<atom::lookup, repository_ref>::with<int64_t>,
   // Mints an installation token with a fresh or cached App JWT; the
   // response carries the token in `secret` and its expiry.
   caf::replies_to<atom::mint, int64_t>::with<github_response>>;

@@ -82,6 +82,16 @@ struct aws_config {
   std::string ec2_endpoint;
   std::string ssm_endpoint;
   std::string parameter_prefix = "/ghscale/runners"; // where JIT configs go
+  std::string profile;    // shared-files profile ("" = AWS_PROFILE or default)
+  std::string kms_key_id; // for the SecureString JIT configs ("" = AWS managed)
+};
+
+/// The HTTP engine behind every remote backend.
+struct http_config {
+  int32_t max_in_flight = 64;        // transfers at once; more wait in line
+  int32_t max_host_connections = 32; // kept-alive connections per host
+  std::string ca_bundle;             // PEM file; "" = the system's CAs
+  caf::timespan connect_timeout = 5s;
 };
 
 struct scaler_config {
@@ -136,6 +146,7 @@ struct config {
   std::vector<github_app_config> github_apps;
   std::vector<pool_config> pools;
   aws_config aws;
+  http_config http;
   scaler_config scaler;
   retry_config retry;
   supervision_config supervision;

@@ -1,6 +1,9 @@
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 namespace ghscale {
 
 std::string to_string(errc x) {
@@ -38,6 +41,13 @@ std::string describe(const caf::error& err) {
   else if (!ctx.empty())
     out += ": " + caf::deep_to_string(ctx);
   return out;
+}
+
+std::string context_of(const caf::error& err) {
+  auto& ctx = err.context();
+  if (ctx.match_elements<std::string>())
+    return ctx.get_as<std::string>(0);
+  return describe(err);
 }
 
 std::string to_string(owner_type x) {
@@ -111,6 +121,7 @@ std::string to_string(github_op x) {
     case github_op::list_runners: return "list_runners";
     case github_op::delete_runner: return "delete_runner";
     case github_op::get_runner_group: return "get_runner_group";
+    case github_op::get_installation: return "get_installation";
   }
   return "unknown";
 }
@@ -120,6 +131,35 @@ bool is_mutation(github_op x) noexcept {
          || x == github_op::generate_jit_config
          || x == github_op::create_registration_token
          || x == github_op::delete_runner;
+}
+
+namespace {
+
+bool iequals(const std::string& a, const std::string& b) noexcept {
+  return a.size() == b.size()
+         && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+              return std::tolower(static_cast<unsigned char>(x))
+                     == std::tolower(static_cast<unsigned char>(y));
+            });
+}
+
+} // namespace
+
+bool is_sensitive_header(const std::string& name) noexcept {
+  for (const char* secret : {"authorization", "x-amz-security-token",
+                             "x-aws-ec2-metadata-token", "cookie", "set-cookie",
+                             "proxy-authorization"})
+    if (iequals(name, secret))
+      return true;
+  return false;
+}
+
+const std::string* find_header(const std::vector<http_header>& headers,
+                               const std::string& name) noexcept {
+  for (const auto& h : headers)
+    if (iequals(h.name, name))
+      return &h.value;
+  return nullptr;
 }
 
 std::string to_string(request_priority x) {

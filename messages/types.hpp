@@ -44,6 +44,9 @@ std::string to_string(errc x);
 /// "what: context" for any error, without needing an actor_system (which
 /// `actor_system::render` does): used for logs, outcomes and dead letters.
 std::string describe(const caf::error& err);
+/// Only the "what and where" of an error (its context), for wrapping it in
+/// another error without repeating the code; `describe` if it has none.
+std::string context_of(const caf::error& err);
 
 // -- GitHub side ---------------------------------------------------------------
 
@@ -536,6 +539,7 @@ enum class github_op : uint8_t {
   list_runners,              // GET .../actions/runners
   delete_runner,             // DELETE .../actions/runners/{id}
   get_runner_group,          // GET /orgs/{o}/actions/runner-groups
+  get_installation,          // GET /orgs/{o}/installation, /repos/{o}/{r}/installation
 };
 std::string to_string(github_op x);
 /// Mutations cost more against GitHub's secondary limits.
@@ -556,12 +560,13 @@ struct github_request {
   int64_t job_id = 0;
   int64_t runner_id = 0;
   int32_t page = 1;
+  int64_t runner_group_id = 0; // generate_jit_config; 0 = "Default" (id 1)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, github_request& x) {
   return f(caf::meta::type_name("ghscale::github_request"), x.op,
            x.installation_id, x.credential, x.target, x.runner_name, x.labels,
-           x.runner_group, x.job_id, x.runner_id, x.page);
+           x.runner_group, x.job_id, x.runner_id, x.page, x.runner_group_id);
 }
 
 /// The x-ratelimit-* headers of one response.
@@ -602,12 +607,13 @@ struct github_response {
   std::vector<runner_info> runners;
   bool has_next_page = false;
   std::string message;
+  int64_t resource_id = 0; // installation id, or the runner group's id
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, github_response& x) {
   return f(caf::meta::type_name("ghscale::github_response"), x.status, x.rate,
            x.retry_after, x.secret, x.expires_at, x.runner_id, x.job_status,
-           x.runners, x.has_next_page, x.message);
+           x.runners, x.has_next_page, x.message, x.resource_id);
 }
 
 /// Creates a runner registration: a JIT config (ephemeral) or a registration
@@ -751,6 +757,90 @@ typename Inspector::result_type inspect(Inspector& f, node_status& x) {
 }
 
 // -- simulation ----------------------------------------------------------------
+
+// -- HTTP (transport) ------------------------------------------------------------
+
+/// One header. Names of responses are lower-cased by the engine. Values of
+/// credential headers (authorization, x-amz-security-token, ...) print as
+/// "***".
+struct http_header {
+  std::string name;
+  std::string value;
+};
+bool is_sensitive_header(const std::string& name) noexcept;
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_header& x) {
+  if constexpr (std::is_same<Inspector,
+                             caf::detail::stringification_inspector>::value) {
+    std::string shown = is_sensitive_header(x.name) ? "***" : x.value;
+    return f(caf::meta::type_name("http_header"), x.name, shown);
+  } else {
+    return f(caf::meta::type_name("ghscale::http_header"), x.name, x.value);
+  }
+}
+/// The value of header `name` (case-insensitive), or nullptr.
+const std::string* find_header(const std::vector<http_header>& headers,
+                               const std::string& name) noexcept;
+
+/// One request for the HTTP engine. Bodies may hold secrets (SSM values, JIT
+/// configs), so they are secret_strings.
+struct http_request {
+  std::string method = "GET";
+  std::string url; // absolute: scheme://host[:port]/path[?query]
+  std::vector<http_header> headers;
+  secret_string body;
+  caf::timespan timeout = std::chrono::seconds(30); // whole exchange
+  uint64_t max_response_bytes = 8u << 20;           // larger: an error
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_request& x) {
+  return f(caf::meta::type_name("ghscale::http_request"), x.method, x.url,
+           x.headers, x.body, x.timeout, x.max_response_bytes);
+}
+
+/// Any HTTP answer, whatever its status; failing to get one (DNS, connect,
+/// TLS, timeout, size limit) is a `caf::error` instead.
+struct http_response {
+  int32_t status = 0;
+  std::vector<http_header> headers;
+  secret_string body;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_response& x) {
+  return f(caf::meta::type_name("ghscale::http_response"), x.status,
+           x.headers, x.body);
+}
+
+// -- AWS credentials -----------------------------------------------------------
+
+/// A resolved credential; `expires_at` is wall-clock time since the Unix
+/// epoch (0: never expires), `source` says where it came from (for logs).
+struct aws_credentials {
+  std::string access_key_id;
+  secret_string secret_access_key;
+  secret_string session_token; // empty for long-term keys
+  caf::timespan expires_at{0};
+  std::string source; // "environment", "profile default", "imds role X"
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, aws_credentials& x) {
+  return f(caf::meta::type_name("ghscale::aws_credentials"), x.access_key_id,
+           x.secret_access_key, x.session_token, x.expires_at, x.source);
+}
+
+/// One AWS API call, unsigned, for a client's aws_caller: `api` picks the
+/// token bucket and labels metrics; `what` ("SQS ReceiveMessage on URL")
+/// starts every error context.
+struct aws_api_call {
+  std::string api;
+  std::string what;
+  http_request request;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, aws_api_call& x) {
+  return f(caf::meta::type_name("ghscale::aws_api_call"), x.api, x.what,
+           x.request);
+}
 
 /// A job as the simulated GitHub holds it: queued until a runner with
 /// matching labels takes it, then running for `run_for`. `body` is the queue
