@@ -33,13 +33,59 @@ caf::expected<secret_string> app_jwt(app_ptr self, const jwt_minter& jwt) {
   return st.jwt;
 }
 
+void forget_installation(app_ptr self, int64_t installation_id) {
+  auto& known = self->state.installations;
+  for (auto i = known.begin(); i != known.end();)
+    i = i->second == installation_id ? known.erase(i) : std::next(i);
+}
+
+/// Asks GitHub which installation of the App owns `target`, with the JWT.
+caf::result<int64_t> lookup_installation(app_ptr self, const github_app_config& app,
+                                         const timeouts_config& timeouts,
+                                         const jwt_minter& jwt,
+                                         const github_api_actor& api,
+                                         const repository_ref& target) {
+  auto key = target.full_name();
+  if (auto i = self->state.installations.find(key);
+      i != self->state.installations.end())
+    return i->second;
+  auto credential = app_jwt(self, jwt);
+  if (!credential)
+    return std::move(credential.error());
+  github_request call;
+  call.op = github_op::get_installation;
+  call.credential = std::move(*credential);
+  call.target = target;
+  auto rp = self->make_response_promise<int64_t>();
+  self->request(api, timeouts.github_call, atom::call_v, std::move(call))
+    .then(
+      [self, rp, key, name = app.name](github_response& res) mutable {
+        if (res.status == 200 && res.resource_id > 0) {
+          self->state.installations[key] = res.resource_id;
+          rp.deliver(res.resource_id);
+          return;
+        }
+        auto code = res.status == 404   ? errc::not_found
+                    : res.status >= 500 ? errc::backend_failure
+                                        : errc::rejected;
+        rp.deliver(caf::make_error(code, "installation of App '" + name + "' for '"
+                                           + key + "': " + std::to_string(res.status)
+                                           + " " + res.message));
+      },
+      [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
 /// Turns GitHub's answer to a token mint into the reply: 201 or an error
 /// that names the status, never the credential.
-caf::expected<github_response> mint_result(app_ptr self, github_response& res) {
+caf::expected<github_response> mint_result(app_ptr self, int64_t installation_id,
+                                           github_response& res) {
   if (res.status == 201)
     return std::move(res);
   if (res.status == 401) // GitHub refused the JWT: sign a new one next time
     self->state.jwt = {};
+  if (res.status == 404) // uninstalled or reinstalled: look targets up again
+    forget_installation(self, installation_id);
   auto code = res.status >= 500 ? errc::backend_failure : errc::rejected;
   return caf::make_error(code, "create_installation_token: "
                                  + std::to_string(res.status) + " "
@@ -91,6 +137,9 @@ github_app(github_app_actor::stateful_pointer<github_app_state> self,
     [=](atom::client, int64_t installation_id) {
       return client_of(self, installation_id, app, timeouts, api, stats, seed);
     },
+    [=](atom::lookup, const repository_ref& target) {
+      return lookup_installation(self, app, timeouts, jwt, api, target);
+    },
     [=](atom::mint, int64_t installation_id) -> caf::result<github_response> {
       auto credential = app_jwt(self, jwt);
       if (!credential) {
@@ -105,11 +154,11 @@ github_app(github_app_actor::stateful_pointer<github_app_state> self,
       auto rp = self->make_response_promise<github_response>();
       self->request(api, timeouts.github_call, atom::call_v, std::move(call))
         .then(
-          [self, rp, stats](github_response& res) mutable {
+          [self, rp, stats, installation_id](github_response& res) mutable {
             stats->add("ghscale_github_requests_total",
                        {{"op", to_string(github_op::create_installation_token)},
                         {"status", std::to_string(res.status)}});
-            auto result = mint_result(self, res);
+            auto result = mint_result(self, installation_id, res);
             if (result)
               rp.deliver(std::move(*result));
             else

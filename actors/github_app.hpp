@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 
 namespace ghscale {
@@ -20,6 +21,8 @@ struct github_app_state {
   /// The App JWT, reused until `jwt_reuse_until`.
   secret_string jwt;
   caf::timespan jwt_reuse_until{0};
+  /// Installation ids looked up by target (org, or owner/repo).
+  std::unordered_map<std::string, int64_t> installations;
   static inline const char* name = "github_app";
 };
 

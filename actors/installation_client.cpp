@@ -19,7 +19,10 @@ using client_ptr =
   installation_client_actor::stateful_pointer<installation_client_state>;
 
 /// GitHub's secondary limit on content-creating requests counts per minute.
-constexpr caf::timespan write_window = 60s;
+/// The window kept here is a second longer: GitHub counts arrivals, we count
+/// starts, and a write delayed less than the one it replaces in the window
+/// would otherwise land as the minute's (L+1)th.
+constexpr caf::timespan write_window = 61s;
 /// A token can answer 404 for a few seconds after its mint while GitHub
 /// replicates it; such a 404 is retried, not believed.
 constexpr caf::timespan replication_lag = 10s;
@@ -407,7 +410,8 @@ void enqueue(client_ptr self, request_priority priority, github_request request,
 
 // -- public requests --------------------------------------------------------------
 
-github_request registration_call(const registration_request& req) {
+github_request registration_call(const registration_request& req,
+                                 int64_t runner_group_id) {
   github_request call;
   call.op = req.ephemeral ? github_op::generate_jit_config
                           : github_op::create_registration_token;
@@ -415,7 +419,56 @@ github_request registration_call(const registration_request& req) {
   call.runner_name = req.runner_name;
   call.labels = req.labels;
   call.runner_group = req.runner_group;
+  call.runner_group_id = runner_group_id;
   return call;
+}
+
+void register_runner(client_ptr self, const registration_request& req,
+                     int64_t runner_group_id,
+                     caf::typed_response_promise<runner_registration> rp) {
+  enqueue(self, request_priority::register_runner,
+          registration_call(req, runner_group_id),
+          [rp, ephemeral = req.ephemeral](caf::expected<github_response> res) mutable {
+            if (!res)
+              rp.deliver(res.error());
+            else
+              rp.deliver(runner_registration{ephemeral ? res->runner_id : 0,
+                                             std::move(res->secret)});
+          });
+}
+
+/// A JIT config names its runner group by id: "Default" is 1 everywhere (and
+/// the only group of a repository); any other org group is looked up once.
+void with_runner_group(client_ptr self, const registration_request& req,
+                       std::function<void(caf::expected<int64_t>)> then) {
+  constexpr int64_t default_group = 1;
+  if (!req.ephemeral || !req.target.org_level() || req.runner_group.empty()
+      || req.runner_group == "Default") {
+    then(default_group);
+    return;
+  }
+  auto key = req.target.owner + "/" + req.runner_group;
+  if (auto i = self->state.runner_groups.find(key);
+      i != self->state.runner_groups.end()) {
+    then(i->second);
+    return;
+  }
+  github_request call;
+  call.op = github_op::get_runner_group;
+  call.target = req.target;
+  call.runner_group = req.runner_group;
+  enqueue(self, request_priority::register_runner, std::move(call),
+          [self, key, then](caf::expected<github_response> res) {
+            if (!res) {
+              then(std::move(res.error()));
+            } else if (res->resource_id == 0) {
+              then(caf::make_error(errc::rejected, "runner group '" + key
+                                                     + "' does not exist"));
+            } else {
+              self->state.runner_groups[key] = res->resource_id;
+              then(res->resource_id);
+            }
+          });
 }
 
 /// Fetches `page` and the ones after it, then answers with all runners.
@@ -478,15 +531,13 @@ installation_client(
     [self](atom::registration,
            registration_request& req) -> caf::result<runner_registration> {
       auto rp = self->make_response_promise<runner_registration>();
-      enqueue(self, request_priority::register_runner, registration_call(req),
-              [rp, ephemeral = req.ephemeral](
-                caf::expected<github_response> res) mutable {
-                if (!res)
-                  rp.deliver(res.error());
-                else
-                  rp.deliver(runner_registration{ephemeral ? res->runner_id : 0,
-                                                 std::move(res->secret)});
-              });
+      with_runner_group(self, req,
+                        [self, rp, req](caf::expected<int64_t> group) mutable {
+                          if (!group)
+                            rp.deliver(std::move(group.error()));
+                          else
+                            register_runner(self, req, *group, rp);
+                        });
       pump(self);
       return rp;
     },

@@ -54,6 +54,9 @@ struct installation_client_state {
   std::unordered_map<uint64_t, github_work> in_flight;
   uint64_t next_serial = 0;
 
+  /// Runner group ids by "org/group name", looked up once.
+  std::map<std::string, int64_t> runner_groups;
+
   /// The installation token and when it stops being handed out.
   secret_string token;
   caf::timespan token_usable_until{0};

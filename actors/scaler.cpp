@@ -372,13 +372,51 @@ void reserve_capacity(scaler_pointer self, const context_ptr& ctx,
       });
 }
 
+/// Events without an installation (not delivered by the App) get theirs
+/// from the App, one lookup per target, before capacity is reserved. A job
+/// whose lookup fails is retried: nothing is acked on a guess.
+void resolve_installations(scaler_pointer self, const context_ptr& ctx,
+                           const decision_ptr& d) {
+  std::map<std::string, repository_ref> targets;
+  for (auto& job : d->unique)
+    if (job.event.installation_id == 0) {
+      auto target = runner_target(ctx->pool, job.event);
+      targets.emplace(target.full_name(), target);
+    }
+  if (targets.empty()) {
+    reserve_capacity(self, ctx, d);
+    return;
+  }
+  auto left = std::make_shared<size_t>(targets.size());
+  for (auto& [name, target] : targets) {
+    auto resolved = [=, name = name](caf::expected<int64_t> id) {
+      for (auto& job : d->unique) {
+        if (job.event.installation_id != 0
+            || runner_target(ctx->pool, job.event).full_name() != name)
+          continue;
+        if (id)
+          job.event.installation_id = *id;
+        else
+          decide(*d, job.event.key, outcome_kind::retry,
+                 "no installation: " + self->system().render(id.error()),
+                 "installation_unknown");
+      }
+      if (--*left == 0)
+        reserve_capacity(self, ctx, d);
+    };
+    self->request(ctx->github, ctx->timeouts.github_call, atom::lookup_v, target)
+      .then([=](int64_t id) { resolved(id); },
+            [=](caf::error& err) { resolved(std::move(err)); });
+  }
+}
+
 void close_window(scaler_pointer self, const context_ptr& ctx) {
   auto& st = self->state;
   auto d = make_decision(st.open_window, std::move(st.waiting));
   st.open_window = 0;
   st.waiting.clear();
   st.waiting_jobs = 0;
-  reserve_capacity(self, ctx, d);
+  resolve_installations(self, ctx, d);
 }
 
 caf::result<batch_outcome> join_window(scaler_pointer self,

@@ -108,6 +108,9 @@ github_app_actor::behavior_type mock_app(github_app_actor::pointer self,
     [](atom::mint, int64_t) -> caf::result<github_response> {
       return caf::make_error(caf::sec::unexpected_message);
     },
+    [](atom::lookup, const repository_ref&) -> caf::result<int64_t> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
   };
 }
 

@@ -75,6 +75,8 @@ struct github_script {
   std::map<int64_t, caf::expected<std::string>> statuses;
   std::vector<job_status_query> queries;
   std::vector<int64_t> client_asks;
+  std::map<std::string, int64_t> installations; // by target, for lookups
+  std::vector<std::string> lookups;
 };
 
 installation_client_actor spawn_client(caf::actor_system& sys,
@@ -118,6 +120,13 @@ github_app_actor spawn_github(caf::actor_system& sys,
       [=](atom::client, int64_t installation) {
         script->client_asks.push_back(installation);
         return client;
+      },
+      [=](atom::lookup, const repository_ref& target) -> caf::result<int64_t> {
+        script->lookups.push_back(target.full_name());
+        auto i = script->installations.find(target.full_name());
+        if (i == script->installations.end())
+          return caf::make_error(errc::not_found, "no installation for " + target.full_name());
+        return i->second;
       },
       [](atom::mint, int64_t) -> caf::result<github_response> {
         return caf::make_error(errc::rejected, "not scripted");
@@ -308,6 +317,37 @@ TEST_F(ScalerTest, AsksTheAppForAnInstallationClientOnce) {
   decide();
   EXPECT_EQ(github->client_asks, std::vector<int64_t>{7});
   EXPECT_EQ(github->queries.size(), 2u);
+}
+
+TEST_F(ScalerTest, LooksUpTheInstallationOfEventsThatCarryNone) {
+  github->installations["octo"] = 7;
+  start();
+  auto a = pj("r1", 1);
+  auto b = pj("r2", 2);
+  a.event.installation_id = b.event.installation_id = 0;
+  scale({a, b});
+  auto out = decide();
+  expect_outcome(out.outcomes.at(0), "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner launched");
+  // One lookup for the org both jobs' runners register at.
+  EXPECT_EQ(github->lookups, std::vector<std::string>{"octo"});
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  for (auto& runner : launcher->calls[0].runners)
+    EXPECT_EQ(runner.installation_id, 7);
+}
+
+TEST_F(ScalerTest, RetriesJobsWhoseInstallationIsUnknown) {
+  start();
+  auto a = pj("r1", 1);
+  a.event.installation_id = 0;
+  scale({a, pj("r2", 2)});
+  auto out = decide();
+  EXPECT_EQ(out.outcomes.at(0).kind, outcome_kind::retry);
+  EXPECT_NE(out.outcomes.at(0).reason.find("no installation for octo"), std::string::npos)
+    << out.outcomes.at(0).reason;
+  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner launched");
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
 }
 
 TEST_F(ScalerTest, SkipsTheJobCheckWhenTheConfigSaysSo) {
