@@ -6,6 +6,7 @@
 #include "actors/log.hpp"
 #include "actors/metrics.hpp"
 #include "actors/node.hpp"
+#include "actors/remote_backends.hpp"
 #include "bench/scenario/embedded_defaults.hpp"
 #include "bench/scenario/simulation.hpp"
 #include "bench/scenario/trace.hpp"
@@ -38,8 +39,10 @@ const char* usage = R"(usage:
       Validate FILE strictly and print the resolved configuration (secrets
       masked).
   ghscale run --config FILE [--trace FILE]
-      Run the service. SIGTERM/SIGINT drain it gracefully (exit 0). With the
-      embedded backends, --trace feeds a workload in real time.
+      Run the service against the backends FILE names: remote (SQS, EC2 +
+      SSM, GitHub REST) or embedded (in-process). SIGTERM/SIGINT drain it
+      gracefully (exit 0). With the embedded backends, --trace feeds a
+      workload in real time.
 )";
 
 struct options {
@@ -187,14 +190,30 @@ int run(const options& opts) {
   auto world = spawn_embedded_backends(sys, *cfg, stats);
   if (!world)
     return fail(world.error());
+  auto remote = spawn_remote_backends(sys, *cfg, stats);
+  if (!remote) {
+    stop_world(*world);
+    return fail(remote.error());
+  }
+  merge_backends(world->wiring, remote->wiring);
+  auto stop_backends = [&] {
+    stop_world(*world);
+    if (remote->tree)
+      caf::anon_send_exit(remote->tree, caf::exit_reason::user_shutdown);
+  };
   auto node = spawn_node(sys, *cfg, world->wiring, stats);
   if (!node) {
-    stop_world(*world);
+    stop_backends();
     return fail(node.error());
   }
+  // Either tree giving up (restart intensity exceeded) ends the process
+  // with 1, so that systemd restarts it with its own backoff.
   std::atomic<bool> node_down{false};
   caf::actor_cast<caf::abstract_actor*>(node->node)->attach_functor(
     [&node_down] { node_down = true; });
+  if (remote->tree)
+    caf::actor_cast<caf::abstract_actor*>(remote->tree)->attach_functor(
+      [&node_down] { node_down = true; });
   trace_feeder feeder{std::move(trace), *world, node->node};
   log::info("running", {{"config", opts.config_file}});
   int exit_code = 0;
@@ -220,8 +239,8 @@ int run(const options& opts) {
     }
     feeder.feed();
   }
-  stop_world(*world);
   caf::anon_send_exit(node->node, caf::exit_reason::user_shutdown);
+  stop_backends();
   return exit_code;
 }
 

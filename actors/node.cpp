@@ -9,6 +9,7 @@
 #include "actors/sim_cloud.hpp"
 #include "actors/sim_github.hpp"
 #include "actors/supervisor.hpp"
+#include "transport/digest.hpp"
 
 #include <functional>
 #include <set>
@@ -16,25 +17,6 @@
 namespace ghscale {
 
 namespace {
-
-std::string base64url(const std::string& in) {
-  static const char* alphabet
-    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    buffer = (buffer << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += alphabet[(buffer >> bits) & 0x3F];
-    }
-  }
-  if (bits > 0)
-    out += alphabet[(buffer << (6 - bits)) & 0x3F];
-  return out;
-}
 
 /// The App JWT for the simulated GitHub: the claims GitHub requires (iat
 /// backdated 60 s, exp under 10 minutes, iss = App id), unsigned, because the
@@ -138,19 +120,6 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       caf::anon_send(self->state.tree, atom::inject_v, child);
     },
   };
-}
-
-template <class Handle, class Fun, class... Ts>
-child_spec make_child(caf::actor_system& sys, restart_type restart,
-                      std::string name, Handle& out, Fun fun, Ts... args) {
-  auto relay = spawn_relay(sys, name);
-  out = caf::actor_cast<Handle>(relay);
-  return child_spec{std::move(name), restart,
-                    [=](caf::local_actor* parent) {
-                      return caf::actor_cast<caf::actor>(
-                        parent->spawn(fun, args...));
-                    },
-                    relay};
 }
 
 caf::error missing(const std::string& what) {

@@ -62,4 +62,18 @@ caf::actor spawn_supervisor(caf::local_actor* parent, std::string name,
                             std::vector<child_spec> children,
                             supervisor_policy policy);
 
+/// A child spawned from `fun(args...)`; `out` becomes its stable relay.
+template <class Handle, class Fun, class... Ts>
+child_spec make_child(caf::actor_system& sys, restart_type restart,
+                      std::string name, Handle& out, Fun fun, Ts... args) {
+  auto relay = spawn_relay(sys, name);
+  out = caf::actor_cast<Handle>(relay);
+  return child_spec{std::move(name), restart,
+                    [=](caf::local_actor* parent) {
+                      return caf::actor_cast<caf::actor>(
+                        parent->spawn(fun, args...));
+                    },
+                    relay};
+}
+
 } // namespace ghscale

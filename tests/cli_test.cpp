@@ -298,9 +298,8 @@ private:
 
 // -- configurations and traces --------------------------------------------------
 
-/// Which part of the service configuration names a remote backend (parsing
-/// accepts them; only the in-process backends exist so far).
-enum class remote_part { none, queues, aws, github_app };
+/// Which part of the service configuration names a remote backend.
+enum class remote_part { none, github_app_key_file, github_app_key_parameter };
 
 /// One queue of the service configuration, on the embedded or remote backend.
 std::string queue_table(const std::string& name, const std::string& dead_letter,
@@ -323,17 +322,18 @@ std::string queue_table(const std::string& name, const std::string& dead_letter,
 /// A one-node service like conf/embedded.toml, logging at info in logfmt;
 /// `extra` adds whole tables (e.g. [supervision]).
 std::string service_config(remote_part remote = remote_part::none,
-                           const std::string& extra = "") {
-  auto remote_queues = remote == remote_part::queues;
-  auto aws_backend = remote == remote_part::aws ? "remote" : "embedded";
-  auto app_backend = remote == remote_part::github_app
-                       ? "backend = \"remote\"\napp_id = 12345\n"
-                         "private_key_parameter = \"/ghscale/app-key\"\n"
-                       : "backend = \"embedded\"\n";
-  return "[aws]\nregion = \"us-east-1\"\nbackend = \"" + std::string{aws_backend}
-         + "\"\n\n"
-         + queue_table("webhook-jobs", "webhook-jobs-dlq", remote_queues)
-         + queue_table("webhook-jobs-dlq", "", remote_queues)
+                           const std::string& extra = "",
+                           const std::string& key_file = "") {
+  std::string app_backend = "backend = \"embedded\"\n";
+  if (remote == remote_part::github_app_key_file)
+    app_backend = "backend = \"remote\"\napp_id = 12345\n"
+                  "private_key_file = \"" + key_file + "\"\n";
+  if (remote == remote_part::github_app_key_parameter)
+    app_backend = "backend = \"remote\"\napp_id = 12345\n"
+                  "private_key_parameter = \"/ghscale/app-key\"\n";
+  return "[aws]\nregion = \"us-east-1\"\nbackend = \"embedded\"\n\n"
+         + queue_table("webhook-jobs", "webhook-jobs-dlq", false)
+         + queue_table("webhook-jobs-dlq", "", false)
          + "[[github_apps]]\nname = \"local-app\"\n" + app_backend + "\n"
          + "[[pools]]\n"
            "name = \"linux\"\n"
@@ -616,26 +616,40 @@ TEST(Cli, RunWithoutConfigIsUsageError) {
   EXPECT_TRUE(contains(result.err, "usage:")) << result.err;
 }
 
-TEST(Cli, RunNamesTheMissingRemoteBackend) {
-  struct remote_case {
-    remote_part part;
-    std::string message;
-  };
+TEST(Cli, RunRefusesToStartWithoutAUsableAppKey) {
+  // No AWS credential anywhere: not in the environment, no shared files
+  // (HOME is the scratch directory), no instance metadata.
   scratch_dir dir;
-  for (auto& [part, message] :
-       {remote_case{remote_part::queues,
-                    "no backend for queue 'webhook-jobs' of pool 'linux'"},
-        remote_case{remote_part::aws, "no backend for EC2 (aws.backend)"},
-        remote_case{remote_part::github_app,
-                    "no backend for GitHub App 'local-app'"}}) {
-    SCOPED_TRACE(message);
-    auto cfg = dir.write("remote.toml", service_config(part));
+  for (auto var : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                   "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"})
+    unsetenv(var);
+  setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+  setenv("HOME", (dir.write("marker", "") + "-no-home").c_str(), 1);
+  auto not_a_key = dir.write("bad.pem", "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n"
+                                        "-----END RSA PRIVATE KEY-----\n");
+  struct key_case {
+    remote_part part;
+    std::string key_file;
+    std::vector<std::string> messages;
+  };
+  for (auto& [part, key_file, messages] : {
+         key_case{remote_part::github_app_key_file, dir.write("x", "") + ".missing",
+                  {"GitHub App 'local-app'", "cannot read private_key_file"}},
+         key_case{remote_part::github_app_key_file, not_a_key,
+                  {"GitHub App 'local-app'", "not a PEM RSA key"}},
+         key_case{remote_part::github_app_key_parameter, "",
+                  {"private_key_parameter /ghscale/app-key", "no AWS credentials",
+                   "AWS_ACCESS_KEY_ID", "IMDS"}}}) {
+    SCOPED_TRACE(messages.back());
+    auto cfg = dir.write("remote.toml", service_config(part, "", key_file));
     auto check = run_ghscale({"check-config", cfg});
-    ASSERT_EQ(check.exit_code, 0) << "the remote config must itself be valid: "
+    ASSERT_EQ(check.exit_code, 0) << "the config must itself be valid: "
                                   << check.describe();
     auto result = run_ghscale({"run", "--config", cfg});
     EXPECT_EQ(result.exit_code, 2) << result.describe();
-    EXPECT_TRUE(contains(result.err, message)) << result.describe();
+    for (auto& message : messages)
+      EXPECT_TRUE(contains(result.err, message)) << message << "\n" << result.describe();
+    EXPECT_FALSE(contains(result.err, "c2VjcmV0LWJ5dGVz")) << result.describe();
     EXPECT_FALSE(contains(result.err, "msg=\"running\"")) << result.describe();
   }
 }

@@ -430,7 +430,9 @@ TEST(ConfigValidation, QueueValues) {
     {queue("backend = \"remote\""), "t.toml:14:1: queues[2].url: ",
      "required for a remote queue"},
     {queue("url = \"sqs://queue\""), "t.toml:16:1: queues[2].url: ",
-     "must be an http:// or https:// URL"},
+     "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
+    {queue("url = \"http://sqs.example/q\""), "t.toml:16:1: queues[2].url: ",
+     "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
     {queue("url = \"https://key:secret@sqs.example/q\""), "t.toml:16:1: queues[2].url: ",
      "must not contain credentials"},
   });
@@ -524,7 +526,7 @@ TEST(ConfigValidation, SectionValues) {
   expect_rejections({
     {section("[aws]\nregion = \"\""), "t.toml:15:1: aws.region: ", "must be set"},
     {section("[aws]\nec2_endpoint = \"ec2.local\""), "t.toml:15:1: aws.ec2_endpoint: ",
-     "must be an http:// or https:// URL"},
+     "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
     {section("[aws]\nparameter_prefix = \"ghscale\""),
      "t.toml:15:1: aws.parameter_prefix: ", "must start with '/'"},
     {section("[scaler]\nwindow = \"-1s\""), "t.toml:15:1: scaler.window: ",

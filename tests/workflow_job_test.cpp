@@ -24,14 +24,6 @@ std::string read_fixture(const std::string& name) {
   return text.str();
 }
 
-/// The context string of a ghscale error ("what at where").
-std::string context_of(const caf::error& err) {
-  const auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return ctx.get_as<std::string>(0);
-  return caf::to_string(ctx);
-}
-
 /// Compares every field, and prints both events when they differ.
 void expect_same(const job_event& expected, const caf::expected<job_event>& got) {
   ASSERT_TRUE(got) << context_of(got.error());

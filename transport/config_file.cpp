@@ -393,6 +393,16 @@ fields_of<Fields, aws_config> visit_fields(Visitor& f, Fields& x) {
   f("ec2_endpoint", x.ec2_endpoint);
   f("ssm_endpoint", x.ssm_endpoint);
   f("parameter_prefix", x.parameter_prefix);
+  f("profile", x.profile);
+  f("kms_key_id", x.kms_key_id);
+}
+
+template <class Visitor, class Fields>
+fields_of<Fields, http_config> visit_fields(Visitor& f, Fields& x) {
+  f("max_in_flight", x.max_in_flight);
+  f("max_host_connections", x.max_host_connections);
+  f("ca_bundle", x.ca_bundle);
+  f("connect_timeout", x.connect_timeout);
 }
 
 template <class Visitor, class Fields>
@@ -451,6 +461,7 @@ fields_of<Fields, logging_config> visit_fields(Visitor& f, Fields& x) {
 template <class Visitor, class Config>
 void visit_sections(Visitor& f, Config& cfg) {
   f.section("aws", cfg.aws);
+  f.section("http", cfg.http);
   f.list("queues", cfg.queues);
   f.list("github_apps", cfg.github_apps);
   f.list("pools", cfg.pools);
@@ -595,13 +606,15 @@ bool is_loopback_http(const std::string& url) {
   return false;
 }
 
-/// An endpoint or queue URL: optional, http(s), no credentials.
+/// An endpoint or queue URL: optional, https (plain http only on loopback,
+/// for local peers: bodies carry runner configs), no credentials.
 void require_url(diagnostics& diag, const std::string& path,
                  const std::string& url) {
   if (url.empty())
     return;
-  if (!starts_with(url, "https://") && !starts_with(url, "http://"))
-    diag.error(path, "must be an http:// or https:// URL");
+  if (!starts_with(url, "https://") && !is_loopback_http(url))
+    diag.error(path, "must be an https:// URL (http:// only for 127.0.0.1 or "
+                     "localhost)");
   else if (has_credentials(url))
     diag.error(path, "must not contain credentials");
 }
@@ -749,6 +762,10 @@ void check_sections(const config& cfg, diagnostics& diag) {
   require_url(diag, "aws.ssm_endpoint", cfg.aws.ssm_endpoint);
   diag.require(starts_with(cfg.aws.parameter_prefix, "/"),
                "aws.parameter_prefix", "must start with '/'");
+  require_within(diag, "http.max_in_flight", cfg.http.max_in_flight, 1, 1024);
+  require_within(diag, "http.max_host_connections",
+                 cfg.http.max_host_connections, 1, 1024);
+  require_positive(diag, "http.connect_timeout", cfg.http.connect_timeout);
   require_non_negative(diag, "scaler.window", cfg.scaler.window);
   require_at_least(diag, "scaler.max_batch", cfg.scaler.max_batch, 1);
   require_positive(diag, "retry.base", cfg.retry.base);
