@@ -203,12 +203,9 @@ std::map<std::string, bucket_spec> ec2_request_buckets() {
   };
 }
 
-std::map<std::string, bucket_spec> ssm_request_buckets() {
-  return {
-    {"PutParameter", {40, 40}},
-    {"DeleteParameter", {40, 40}},
-    {"GetParameter", {40, 40}},
-  };
+std::map<std::string, bucket_spec> ssm_request_buckets(double per_second) {
+  bucket_spec spec{per_second, per_second};
+  return {{"PutParameter", spec}, {"DeleteParameter", spec}, {"GetParameter", spec}};
 }
 
 aws_caller_actor::behavior_type

@@ -43,9 +43,10 @@ caf::timespan aws_call_budget(const aws_call_options& opts,
 /// 20/s, and the mutating TerminateInstances and CreateTags 50 / 5/s.
 std::map<std::string, bucket_spec> ec2_request_buckets();
 
-/// SSM Parameter Store's default throughput (40 transactions a second) for
-/// PutParameter, DeleteParameter and GetParameter.
-std::map<std::string, bucket_spec> ssm_request_buckets();
+/// SSM Parameter Store's throughput for PutParameter, DeleteParameter and
+/// GetParameter: 40 transactions a second by default, more once an account
+/// turns "higher throughput" on (aws.ssm_throughput).
+std::map<std::string, bucket_spec> ssm_request_buckets(double per_second);
 
 /// Sends `call` through a client's `caller` from actor `self` and continues
 /// with the answer (or the failure): `on_answer(caf::expected<http_response>)`.

@@ -153,7 +153,7 @@ caf::expected<remote_world> spawn_remote_backends(caf::actor_system& sys,
     children.push_back(make_child(sys, restart_type::permanent, "ssm", ssm,
                                   ssm_client, service_endpoint(cfg.aws, "ssm"),
                                   creds, http_actor{http}, calls,
-                                  cfg.aws.kms_key_id, stats,
+                                  cfg.aws.kms_key_id, cfg.aws.ssm_throughput, stats,
                                   seed + children.size()));
     if (cfg.aws.backend == backend_kind::remote) {
       world.wiring.ec2 = ec2;

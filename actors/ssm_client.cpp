@@ -44,11 +44,11 @@ caf::result<std::string> name_call(ssm_ptr self, const char* action,
 ssm_client_actor::behavior_type
 ssm_client(ssm_client_actor::stateful_pointer<ssm_client_state> self,
            aws_endpoint ep, aws_credentials_actor creds, http_actor http,
-           aws_call_options opts, std::string kms_key_id, metrics_ptr stats,
-           uint64_t seed) {
+           aws_call_options opts, std::string kms_key_id, double throughput,
+           metrics_ptr stats, uint64_t seed) {
   auto& st = self->state;
   st.caller = self->spawn<caf::linked>(aws_caller, ep.scope, std::move(creds),
-                                       std::move(http), opts, ssm_request_buckets(),
+                                       std::move(http), opts, ssm_request_buckets(throughput),
                                        std::move(stats), seed);
   st.endpoint = std::move(ep);
   st.opts = opts;

@@ -27,7 +27,7 @@ struct ssm_client_state {
 ssm_client_actor::behavior_type
 ssm_client(ssm_client_actor::stateful_pointer<ssm_client_state> self,
            aws_endpoint ep, aws_credentials_actor creds, http_actor http,
-           aws_call_options opts, std::string kms_key_id, metrics_ptr stats,
-           uint64_t seed);
+           aws_call_options opts, std::string kms_key_id, double throughput,
+           metrics_ptr stats, uint64_t seed);
 
 } // namespace ghscale

@@ -84,6 +84,9 @@ struct aws_config {
   std::string parameter_prefix = "/ghscale/runners"; // where JIT configs go
   std::string profile;    // shared-files profile ("" = AWS_PROFILE or default)
   std::string kms_key_id; // for the SecureString JIT configs ("" = AWS managed)
+  // Parameter Store transactions a second: 40 is AWS's default; accounts
+  // with "higher throughput" on may set their quota (up to 10000).
+  double ssm_throughput = 40;
 };
 
 /// The HTTP engine behind every remote backend.

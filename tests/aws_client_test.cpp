@@ -134,7 +134,7 @@ protected:
   ssm_client_actor spawn_ssm() {
     return stop_at_teardown(sys.spawn(ssm_client, endpoint("ssm"), credentials(),
                                       http_actor{sys.spawn(scripted_http, script)},
-                                      opts, std::string{"alias/ghscale"}, stats, 7u));
+                                      opts, std::string{"alias/ghscale"}, 40.0, stats, 7u));
   }
 
   caf::timespan budget() {

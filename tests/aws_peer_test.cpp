@@ -294,7 +294,7 @@ TEST_F(AwsPeerTest, Ec2CreateFleetDescribeAndTerminate) {
 
 TEST_F(AwsPeerTest, SsmPutGetDelete) {
   auto ssm = keep(sys.spawn(ssm_client, endpoint("ssm"), credentials(moto().secret_key),
-                            http_actor{http}, opts, std::string{}, stats, 3u));
+                            http_actor{http}, opts, std::string{}, 40.0, stats, 3u));
   parameter param{"/ghscale/runners/i-peer", secret_string{"jit-config-value"},
                   {{"ghscale:pool", "peer"}}};
   auto put = ask<std::string>(ssm, atom::put_param_v, param);

@@ -395,6 +395,7 @@ fields_of<Fields, aws_config> visit_fields(Visitor& f, Fields& x) {
   f("parameter_prefix", x.parameter_prefix);
   f("profile", x.profile);
   f("kms_key_id", x.kms_key_id);
+  f("ssm_throughput", x.ssm_throughput);
 }
 
 template <class Visitor, class Fields>
@@ -762,6 +763,8 @@ void check_sections(const config& cfg, diagnostics& diag) {
   require_url(diag, "aws.ssm_endpoint", cfg.aws.ssm_endpoint);
   diag.require(starts_with(cfg.aws.parameter_prefix, "/"),
                "aws.parameter_prefix", "must start with '/'");
+  diag.require(cfg.aws.ssm_throughput > 0 && cfg.aws.ssm_throughput <= 10000,
+               "aws.ssm_throughput", "must be within (0, 10000]");
   require_within(diag, "http.max_in_flight", cfg.http.max_in_flight, 1, 1024);
   require_within(diag, "http.max_host_connections",
                  cfg.http.max_host_connections, 1, 1024);

@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -106,6 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_proxy/"):
             return self.control(body)
         api = api_of(self.headers, body)
+        started = time.time()
         token = None
         if api == "CreateFleet":
             fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
@@ -149,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
                 launched = len(re.findall(rb"<item>i-[0-9a-f]+</item>", data))
                 calls["instances launched"] = calls.get("instances launched", 0) + launched
         self.reply(status, data, out_headers)
+        if args.log_requests:
+            print("%.3f %s %d %.1f ms" % (started, api, status, (time.time() - started) * 1000),
+                  flush=True)
 
     do_GET = do_POST = do_PUT = do_DELETE = forward
 
@@ -160,6 +165,8 @@ def main():
     p.add_argument("--upstream", required=True)
     p.add_argument("--admin-key", required=True)
     p.add_argument("--admin-secret", required=True)
+    p.add_argument("--log-requests", action="store_true",
+                   help="one line per call: start time, API, status, duration")
     args = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

@@ -89,12 +89,17 @@ class World:
     """Start with `with World(tmpdir, ...) as w:`; everything stops on exit."""
 
     def __init__(self, workdir, latency_ms=10, writes_per_minute=0,
-                 app_writes_per_minute=10000, max_runners=1000, log=None):
+                 app_writes_per_minute=10000, max_runners=1000,
+                 poll_loops=int(os.environ.get("GHSCALE_POLL_LOOPS", "10")),
+                 ssm_throughput=1000, log=None):
         self.workdir = workdir
         self.latency_ms = latency_ms
         self.writes_per_minute = writes_per_minute
         self.app_writes_per_minute = app_writes_per_minute
         self.max_runners = max_runners
+        self.poll_loops = poll_loops
+        # Parameter Store's higher-throughput quota (moto itself has none).
+        self.ssm_throughput = ssm_throughput
         self.log = log or open(os.path.join(workdir, "peers.log"), "w")
         self.procs = []
         self.ghscale = None
@@ -161,7 +166,8 @@ class World:
         self.proxy_port = free_port()
         self._spawn([sys.executable, os.path.join(HERE, "aws_proxy.py"),
                      "--port", str(self.proxy_port), "--upstream", self.moto_url,
-                     "--admin-key", self.admin_key, "--admin-secret", self.admin_secret],
+                     "--admin-key", self.admin_key, "--admin-secret", self.admin_secret]
+                    + (["--log-requests"] if os.environ.get("GHSCALE_PEER_LOG") else []),
                     self.proxy_port, "aws_proxy")
         self.proxy_url = "http://127.0.0.1:%d" % self.proxy_port
 
@@ -220,6 +226,10 @@ sqs_endpoint = "{proxy}"
 ec2_endpoint = "{proxy}"
 ssm_endpoint = "{proxy}"
 parameter_prefix = "/ghscale/runners"
+ssm_throughput = {ssm_throughput}
+
+[http]
+max_in_flight = {http_in_flight}
 
 [[queues]]
 name = "jobs"
@@ -229,6 +239,10 @@ dead_letter = "jobs-dlq"
 visibility_timeout = "30s"
 wait_time = "1s"
 max_receive_count = 20
+# A burst of 100 arrives as 10 receives: 10 loops take them at once and the
+# scaler's window turns them into one decision.
+min_loops = {loops}
+max_loops = {loops}
 
 [[queues]]
 name = "jobs-dlq"
@@ -268,13 +282,16 @@ max = "5s"
 drain = "10s"
 
 [logging]
-level = "info"
+level = "{log_level}"
 format = "logfmt"
 """.format(region=REGION, proxy=self.proxy_url, queue=self.queue_url,
            dlq=self.dlq_url, app_id=APP_ID, key=self.private_key_file,
            github=self.github_url, writes=self.app_writes_per_minute,
            labels=json.dumps(LABELS), max_runners=self.max_runners,
-           subnets=json.dumps(self.subnets))
+           subnets=json.dumps(self.subnets), loops=self.poll_loops,
+           ssm_throughput=float(self.ssm_throughput),
+           log_level=os.environ.get("GHSCALE_LOG_LEVEL", "info"),
+           http_in_flight=int(os.environ.get("GHSCALE_HTTP_IN_FLIGHT", "64")))
 
     def start_ghscale(self, binary):
         path = os.path.join(self.workdir, "ghscale.toml")
