@@ -448,26 +448,32 @@ void with_runner_group(client_ptr self, const registration_request& req,
     return;
   }
   auto key = req.target.owner + "/" + req.runner_group;
-  if (auto i = self->state.runner_groups.find(key);
-      i != self->state.runner_groups.end()) {
+  auto& st = self->state;
+  if (auto i = st.runner_groups.find(key); i != st.runner_groups.end()) {
     then(i->second);
     return;
   }
+  // Registrations arriving while the lookup runs wait for its answer.
+  auto& waiting = st.runner_group_waiters[key];
+  waiting.push_back(std::move(then));
+  if (waiting.size() > 1)
+    return;
   github_request call;
   call.op = github_op::get_runner_group;
   call.target = req.target;
   call.runner_group = req.runner_group;
   enqueue(self, request_priority::register_runner, std::move(call),
-          [self, key, then](caf::expected<github_response> res) {
-            if (!res) {
-              then(std::move(res.error()));
-            } else if (res->resource_id == 0) {
-              then(caf::make_error(errc::rejected, "runner group '" + key
-                                                     + "' does not exist"));
-            } else {
-              self->state.runner_groups[key] = res->resource_id;
-              then(res->resource_id);
-            }
+          [self, key](caf::expected<github_response> res) {
+            caf::expected<int64_t> group = caf::make_error(
+              errc::rejected, "runner group '" + key + "' does not exist");
+            if (!res)
+              group = std::move(res.error());
+            else if (res->resource_id != 0)
+              group = self->state.runner_groups[key] = res->resource_id;
+            auto waiters = std::move(self->state.runner_group_waiters[key]);
+            self->state.runner_group_waiters.erase(key);
+            for (auto& waiter : waiters)
+              waiter(group);
           });
 }
 

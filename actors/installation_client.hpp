@@ -20,6 +20,7 @@
 #include <optional>
 #include <random>
 #include <unordered_map>
+#include <vector>
 
 namespace ghscale {
 
@@ -56,6 +57,9 @@ struct installation_client_state {
 
   /// Runner group ids by "org/group name", looked up once.
   std::map<std::string, int64_t> runner_groups;
+  /// Registrations waiting for a runner group lookup in flight.
+  std::map<std::string, std::vector<std::function<void(caf::expected<int64_t>)>>>
+    runner_group_waiters;
 
   /// The installation token and when it stops being handed out.
   secret_string token;

@@ -105,7 +105,11 @@ def limited_run(binary, limit, minutes):
     per_second = {int(second): n for second, n in gh["writes_per_second"]}
     t0 = min(per_second)
     windows = [sum(per_second.get(t0 + m * 60 + s, 0) for s in range(60)) for m in range(minutes)]
-    return windows, gh
+    # The steady rate: the writes after the first minute's burst, over the
+    # time from the first write to the last.
+    span = max(per_second) - t0
+    steady = 60.0 * (sum(per_second.values()) - limit) / span if span else 0.0
+    return windows, steady, gh
 
 
 def main():
@@ -121,13 +125,14 @@ def main():
     args = p.parse_args()
     binary = os.path.abspath(args.ghscale)
     if args.limited:
-        windows, gh = limited_run(binary, args.limited, args.minutes)
+        windows, steady, gh = limited_run(binary, args.limited, args.minutes)
         for m, n in enumerate(windows):
             print("minute %d: %d writes (%.1f%% of L=%d)" % (m + 1, n, 100.0 * n / args.limited,
                                                             args.limited))
-        print("median share of L: %.1f%%, secondary-limit 403s: %d, primary 403s: %d" % (
-            100.0 * statistics.median(windows) / args.limited, gh["secondary_403s"],
-            gh["primary_403s"]))
+        print("median share of L: %.1f%%, steady rate %.1f writes/min (%.1f%% of L), "
+              "secondary-limit 403s: %d, primary 403s: %d" % (
+                  100.0 * statistics.median(windows) / args.limited, steady,
+                  100.0 * steady / args.limited, gh["secondary_403s"], gh["primary_403s"]))
         return 0
     results = []
     for run in range(args.runs):

@@ -527,6 +527,44 @@ TEST_F(InstallationClientTest, NeverMoreThanMaxConcurrencyInFlight) {
   EXPECT_EQ(github->calls.size(), 10u);
 }
 
+TEST_F(InstallationClientTest, LooksANamedRunnerGroupUpOnce) {
+  github->respond = [](const github_request& req, size_t) {
+    auto reply = ok_reply(req);
+    if (req.op == github_op::get_runner_group)
+      reply.response.resource_id = req.runner_group == "builders" ? 42 : 0;
+    return reply;
+  };
+  auto client = start_client();
+  repository_ref org{"octo", "", owner_type::organization};
+  repository_ref repo{"octo", "app", owner_type::organization};
+  for (auto name : {"a", "b"})
+    self->send(client, atom::registration_v,
+               registration_request{org, name, {"linux"}, "builders", true});
+  advance(10s);
+  // A repository has only its Default group (id 1): nothing to look up.
+  self->send(client, atom::registration_v,
+             registration_request{repo, "c", {"linux"}, "builders", true});
+  self->send(client, atom::registration_v,
+             registration_request{org, "d", {"linux"}, "missing", true});
+  advance(10s);
+  EXPECT_EQ(ops(), (std::vector<github_op>{
+                     github_op::get_runner_group, github_op::generate_jit_config,
+                     github_op::generate_jit_config, github_op::generate_jit_config,
+                     github_op::get_runner_group}));
+  EXPECT_EQ(github->calls[1].request.runner_group_id, 42);
+  EXPECT_EQ(github->calls[2].request.runner_group_id, 42);
+  EXPECT_EQ(github->calls[3].request.runner_group_id, 1);
+  auto registrations = replies<runner_registration>();
+  ASSERT_EQ(registrations.size(), 4u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_TRUE(registrations[i]) << i;
+  ASSERT_FALSE(registrations[3]);
+  EXPECT_EQ(registrations[3].error(), errc::rejected);
+  EXPECT_NE(describe(registrations[3].error()).find("runner group 'octo/missing' does not exist"),
+            std::string::npos)
+    << describe(registrations[3].error());
+}
+
 TEST_F(InstallationClientTest, RegistrationsGoBeforeJobChecksBeforeCleanup) {
   app.max_concurrency = 1;
   auto client = start_client();
