@@ -161,6 +161,23 @@ ec2_client(ec2_actor::stateful_pointer<ec2_client_state> self, aws_endpoint ep,
       describe_page(self, job, "");
       return job->promise;
     },
+    [=](atom::add_tags, const instance_tags& req) -> caf::result<batch_result> {
+      if (req.ids.empty())
+        return batch_result{};
+      auto context = what(self, "CreateTags");
+      auto promise = self->make_response_promise<batch_result>();
+      call(self, "CreateTags", context,
+           ec2_create_tags(self->state.endpoint, req.ids, req.tags,
+                           self->state.opts.call_timeout),
+           [=](caf::expected<http_response> answer) mutable {
+             // CreateTags is all or nothing: its answer is only "true".
+             if (auto err = call_error(answer, context))
+               promise.deliver(std::move(err));
+             else
+               promise.deliver(batch_result{req.ids, {}});
+           });
+      return promise;
+    },
     [=](atom::terminate, instance_ids& ids) -> caf::result<batch_result> {
       if (ids.ids.empty())
         return batch_result{};

@@ -244,6 +244,29 @@ batch_result terminate(cloud_pointer self, const instance_ids& ids) {
   return out;
 }
 
+batch_result add_tags(cloud_pointer self, const instance_tags& req) {
+  api_call(self, "CreateTags");
+  auto& instances = self->state.instances;
+  // Like EC2, one unknown id fails the whole call and tags nothing.
+  for (auto& id : req.ids)
+    if (instances.count(id) == 0)
+      return batch_result{{}, {batch_entry_error{id, "InvalidInstanceID.NotFound",
+                                                 "The instance ID '" + id
+                                                   + "' does not exist"}}};
+  for (auto& id : req.ids) {
+    auto& tags = instances.at(id).info.tags;
+    for (auto& t : req.tags) {
+      auto same = std::find_if(tags.begin(), tags.end(),
+                               [&](const tag& x) { return x.key == t.key; });
+      if (same != tags.end())
+        same->value = t.value;
+      else
+        tags.push_back(t);
+    }
+  }
+  return batch_result{req.ids, {}};
+}
+
 /// The runner on an instance exited: the instance shuts itself down.
 void runner_finished(cloud_pointer self, const std::string& id) {
   auto i = self->state.instances.find(id);
@@ -378,6 +401,9 @@ sim_cloud(sim_cloud_actor::stateful_pointer<sim_cloud_state> self,
     },
     [=](atom::terminate, const instance_ids& ids) {
       return after_latency<batch_result>(self, terminate(self, ids));
+    },
+    [=](atom::add_tags, const instance_tags& req) {
+      return after_latency<batch_result>(self, add_tags(self, req));
     },
     [=](atom::put_param, const parameter& p) {
       return after_latency<std::string>(self, put_parameter(self, p));

@@ -105,10 +105,12 @@ def limited_run(binary, limit, minutes):
     per_second = {int(second): n for second, n in gh["writes_per_second"]}
     t0 = min(per_second)
     windows = [sum(per_second.get(t0 + m * 60 + s, 0) for s in range(60)) for m in range(minutes)]
-    # The steady rate: the writes after the first minute's burst, over the
-    # time from the first write to the last.
-    span = max(per_second) - t0
-    steady = 60.0 * (sum(per_second.values()) - limit) / span if span else 0.0
+    # The steady rate: every write before the last second that saw one, over
+    # the time from the first write to that second (writes come in waves as
+    # the window frees up; this counts whole waves).
+    last = max(per_second)
+    before = sum(n for second, n in per_second.items() if second < last)
+    steady = 60.0 * before / (last - t0) if last > t0 else 0.0
     return windows, steady, gh
 
 

@@ -40,6 +40,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_filter))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_list))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_ids))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::instance_tags))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::parameter))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::secret_string))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::github_request))
@@ -77,6 +78,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, fleet, "fleet")
   CAF_ADD_ATOM(ghscale, ghscale::atom, describe, "describe")
   CAF_ADD_ATOM(ghscale, ghscale::atom, terminate, "terminate")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, add_tags, "add_tags")
   CAF_ADD_ATOM(ghscale, ghscale::atom, put_param, "put_param")
   CAF_ADD_ATOM(ghscale, ghscale::atom, del_param, "del_param")
   CAF_ADD_ATOM(ghscale, ghscale::atom, get_param, "get_param")
@@ -156,7 +158,10 @@ using ec2_actor = caf::typed_actor<
   // DescribeInstances with tag filters (all pages).
   caf::replies_to<atom::describe, instance_filter>::with<instance_list>,
   // TerminateInstances; per-instance results.
-  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>>;
+  caf::replies_to<atom::terminate, instance_ids>::with<batch_result>,
+  // CreateTags on instances (the reaper marks orphans); all succeed or the
+  // call fails.
+  caf::replies_to<atom::add_tags, instance_tags>::with<batch_result>>;
 
 /// SSM Parameter Store: how an instance receives its runner config.
 using ssm_actor = caf::typed_actor<

@@ -516,6 +516,16 @@ typename Inspector::result_type inspect(Inspector& f, instance_ids& x) {
   return f(caf::meta::type_name("ghscale::instance_ids"), x.ids);
 }
 
+/// CreateTags: `tags` added to (or replaced on) every instance of `ids`.
+struct instance_tags {
+  std::vector<std::string> ids;
+  std::vector<tag> tags;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, instance_tags& x) {
+  return f(caf::meta::type_name("ghscale::instance_tags"), x.ids, x.tags);
+}
+
 /// SSM PutParameter (SecureString): how an instance receives its JIT config.
 struct parameter {
   std::string name;

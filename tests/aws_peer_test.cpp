@@ -279,6 +279,18 @@ TEST_F(AwsPeerTest, Ec2CreateFleetDescribeAndTerminate) {
   std::sort(described.begin(), described.end());
   EXPECT_EQ(described, launched);
 
+  // CreateTags: the tag shows in DescribeInstances, and filters by it.
+  auto tagged = ask<batch_result>(ec2, atom::add_tags_v,
+                                  instance_tags{{launched[0]}, {{"ghscale:orphan", "1"}}});
+  ASSERT_TRUE(tagged) << describe(tagged.error());
+  EXPECT_EQ(tagged->succeeded, std::vector<std::string>{launched[0]});
+  instance_filter orphans;
+  orphans.tags = {{"ghscale:pool", "peer"}, {"ghscale:orphan", "1"}};
+  auto marked = ask<instance_list>(ec2, atom::describe_v, orphans);
+  ASSERT_TRUE(marked) << describe(marked.error());
+  ASSERT_EQ(marked->instances.size(), 1u);
+  EXPECT_EQ(marked->instances[0].instance_id, launched[0]);
+
   auto terminated = ask<batch_result>(ec2, atom::terminate_v, instance_ids{launched});
   ASSERT_TRUE(terminated) << describe(terminated.error());
   auto gone = terminated->succeeded;

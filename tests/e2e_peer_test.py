@@ -5,8 +5,9 @@ with a launch template, SSM; SigV4 checked) and the fake GitHub.
 Jobs sent to the queue must get exactly one live instance each and one JIT
 config per instance in SSM; the queue drains, nothing is dead-lettered, and
 the CreateFleet calls per launched runner stay well under 1 (batched). The
-fault case adds partial CreateFleet fills and GitHub 5xx bursts and must
-still lose nothing and launch no duplicate.
+fault case adds partial CreateFleet fills, GitHub 5xx bursts and
+secondary-limit 403s with retry-after, and must still lose nothing and
+launch no duplicate.
 
   python3 tests/e2e_peer_test.py --ghscale build/ghscale
 """
@@ -103,6 +104,9 @@ def main():
                 world.partial_fills(rate=0.5, count=3)
                 world.github_fault({"kind": "5xx", "count": 15})
                 world.github_fault({"kind": "5xx", "count": 10, "op": "generate_jitconfig_org"})
+                # GitHub's secondary limit: 403 with retry-after, to be waited out.
+                world.github_fault({"kind": "rate_limit", "which": "secondary",
+                                    "retry_after": 2, "count": 3})
                 world.queue_jobs(2000, 40)
                 f, runners = check_run(world, 2000, 40, "faults")
                 failures += ["faults: " + x for x in f]

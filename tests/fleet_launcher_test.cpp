@@ -62,6 +62,7 @@ ec2_actor::behavior_type mock_ec2(ec2_actor::pointer self,
       }
       return res;
     },
+    [](atom::add_tags, const instance_tags&) { return batch_result{}; },
   };
 }
 

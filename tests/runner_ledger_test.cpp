@@ -60,6 +60,7 @@ ec2_mock_actor spawn_ec2(caf::actor_system& sys,
           return *answer;
         },
         [](atom::terminate, const instance_ids&) { return batch_result{}; },
+        [](atom::add_tags, const instance_tags&) { return batch_result{}; },
         [=](atom::flush) {
           for (auto& promise : script->held) {
             auto answer = next_answer();

@@ -30,6 +30,7 @@ ec2_actor spawn_ec2(caf::actor_system& sys, bool answers) {
         return held->back();
       },
       [](atom::terminate, const instance_ids&) { return batch_result{}; },
+      [](atom::add_tags, const instance_tags&) { return batch_result{}; },
     };
   }, answers);
 }

@@ -116,6 +116,29 @@ TEST_F(SimCloudTest, FillsRoundRobinOverTypesAndSubnets) {
   EXPECT_EQ(s["peak_instances"], 4);
 }
 
+TEST_F(SimCloudTest, CreateTagsAddsOrReplacesAndRefusesUnknownIds) {
+  start();
+  auto res = fleet(request("t-1", 2));
+  ASSERT_EQ(res.instances.size(), 2u);
+  auto first = res.instances[0].instance_id;
+  auto tagged = ask<batch_result>(cloud, atom::add_tags_v,
+                                  instance_tags{{first}, {{"ghscale:orphan", "1"}}});
+  EXPECT_EQ(tagged.succeeded, std::vector<std::string>{first});
+  ask<batch_result>(cloud, atom::add_tags_v, instance_tags{{first}, {{"ghscale:orphan", "2"}}});
+  auto orphans = describe({{{"ghscale:orphan", "2"}}, false});
+  ASSERT_EQ(orphans.instances.size(), 1u);
+  EXPECT_EQ(orphans.instances[0].instance_id, first);
+  // One unknown id: nothing is tagged, as EC2 does.
+  auto refused = ask<batch_result>(
+    cloud, atom::add_tags_v,
+    instance_tags{{res.instances[1].instance_id, "i-unknown"}, {{"ghscale:orphan", "3"}}});
+  EXPECT_TRUE(refused.succeeded.empty());
+  ASSERT_EQ(refused.failed.size(), 1u);
+  EXPECT_EQ(refused.failed[0].code, "InvalidInstanceID.NotFound");
+  EXPECT_TRUE(describe({{{"ghscale:orphan", "3"}}, false}).instances.empty());
+  EXPECT_EQ(cloud_stats()["CreateTags"], 3);
+}
+
 TEST_F(SimCloudTest, RepeatedClientTokenReturnsTheSameFleet) {
   start();
   auto first = fleet(request("t-1", 2));
