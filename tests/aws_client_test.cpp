@@ -11,6 +11,8 @@
 #include "tests/actor_test.hpp"
 #include "transport/url.hpp"
 
+#include "tests/aws_canned.hpp"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -28,13 +30,7 @@ namespace {
 const std::string access_key = "AKIDEXAMPLE";
 const std::string secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-std::string canned(const std::string& name) {
-  std::ifstream in{std::string{GHSCALE_SOURCE_DIR} + "/tests/data/aws/" + name};
-  EXPECT_TRUE(in) << "missing canned answer " << name;
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
+using ghscale::testing::canned;
 
 http_response answer(int32_t status, std::string body) {
   return {status, {}, secret_string{std::move(body)}};

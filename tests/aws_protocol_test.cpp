@@ -9,6 +9,8 @@
 #include "transport/ssm_protocol.hpp"
 #include "transport/url.hpp"
 
+#include "tests/aws_canned.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -22,13 +24,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string canned(const std::string& name) {
-  std::ifstream in{std::string{GHSCALE_SOURCE_DIR} + "/tests/data/aws/" + name};
-  EXPECT_TRUE(in) << "missing canned answer " << name;
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
+using ghscale::testing::canned;
 
 aws_endpoint test_endpoint(const std::string& service) {
   return {"https://" + service + ".us-east-1.amazonaws.com/", {"us-east-1", service}};

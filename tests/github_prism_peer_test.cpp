@@ -9,6 +9,8 @@
 #include "transport/wall_clock.hpp"
 
 #include <caf/all.hpp>
+#include "tests/github_samples.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -28,8 +30,8 @@ using namespace std::chrono_literals;
 
 const std::string peers_dir = GHSCALE_SOURCE_DIR "/tests/peers/node_modules";
 
-const repository_ref org_target{"acme", "", owner_type::organization};
-const repository_ref repo_target{"acme", "web-app", owner_type::organization};
+using testing::org_target;
+using testing::repo_target;
 const caf::timespan exchange_timeout = 30s;
 
 /// The description's only example of a job lacks `created_at`, which its own
@@ -39,17 +41,10 @@ bool example_is_invalid(github_op op) {
   return op == github_op::get_job;
 }
 
+/// The sample request, naming the runner group of the description's example.
 github_request make_request(github_op op, repository_ref target) {
-  github_request req;
-  req.op = op;
-  req.installation_id = 77;
-  req.credential = secret_string{"ghs_prism_token"};
-  req.target = std::move(target);
-  req.runner_name = "ghscale-a1b2";
-  req.labels = {"self-hosted", "linux", "x64"};
+  auto req = testing::sample_github_request(op, std::move(target));
   req.runner_group = "octo-runner-group";
-  req.job_id = 9001;
-  req.runner_id = 42;
   req.page = 2;
   return req;
 }

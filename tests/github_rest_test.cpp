@@ -5,6 +5,8 @@
 #include "transport/github_rest.hpp"
 #include "transport/wall_clock.hpp"
 
+#include "tests/github_samples.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -18,24 +20,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const repository_ref org_target{"acme", "", owner_type::organization};
-const repository_ref repo_target{"acme", "web-app", owner_type::organization};
+using testing::org_target;
+using testing::repo_target;
 const github_endpoint dotcom{};
 const caf::timespan exchange_timeout = 20s;
 
 github_request make_request(github_op op, repository_ref target) {
-  github_request req;
-  req.op = op;
-  req.installation_id = 77;
-  req.credential = secret_string{"ghs_installation_token"};
-  req.target = std::move(target);
-  req.runner_name = "ghscale-a1b2";
-  req.labels = {"self-hosted", "linux", "x64"};
-  req.runner_group = "ci-runners";
-  req.job_id = 9001;
-  req.runner_id = 42;
-  req.page = 3;
-  return req;
+  return testing::sample_github_request(op, std::move(target));
 }
 
 std::string header(const http_request& r, const std::string& name) {
