@@ -92,6 +92,41 @@ def burst_run(binary, jobs, run, ssm_throughput):
         }
 
 
+def moto_floor(jobs):
+    """The AWS calls of the burst made straight from boto3, without ghscale
+    and without GitHub, 16 at a time, from the same instant: what moto itself
+    needs on this machine for them (receive the jobs, one CreateFleet per 20,
+    one PutParameter per runner, delete the messages)."""
+    import concurrent.futures
+    with tempfile.TemporaryDirectory() as tmp, harness.World(tmp, latency_ms=10) as w:
+        sqs = w.client("sqs")
+        for i in range(0, jobs, 10):
+            sqs.send_message_batch(QueueUrl=w.queue_url, Entries=[
+                {"Id": str(j), "MessageBody": json.dumps(harness.queued_payload(j, j, "octo-repo"))}
+                for j in range(i, min(i + 10, jobs))])
+        ec2, ssm = w.client("ec2"), w.client("ssm")
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            batches = list(pool.map(lambda _: sqs.receive_message(
+                QueueUrl=w.queue_url, MaxNumberOfMessages=10,
+                AttributeNames=["ApproximateReceiveCount"]).get("Messages", []),
+                range(jobs // 10)))
+            fleets = list(pool.map(lambda n: ec2.create_fleet(
+                Type="instant", TargetCapacitySpecification={
+                    "TotalTargetCapacity": n, "DefaultTargetCapacityType": "spot"},
+                LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {
+                    "LaunchTemplateName": "ghscale-runner", "Version": "$Default"},
+                    "Overrides": [{"InstanceType": "m5.large", "SubnetId": w.subnets[0]}]}]),
+                [20] * (jobs // 20)))
+            ids = [i for f in fleets for item in f["Instances"] for i in item["InstanceIds"]]
+            list(pool.map(lambda i: ssm.put_parameter(
+                Name="/ghscale/runners/" + i, Value="x" * 1200, Type="SecureString"), ids))
+            list(pool.map(lambda b: sqs.delete_message_batch(QueueUrl=w.queue_url, Entries=[
+                {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(b)]),
+                [b for b in batches if b]))
+        return time.monotonic() - start
+
+
 def limited_run(binary, limit, minutes):
     jobs = limit * minutes + limit // 2  # always a backlog until the end
     with tempfile.TemporaryDirectory() as tmp, harness.World(
@@ -121,6 +156,8 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--limited", type=int, default=0, metavar="L")
     p.add_argument("--minutes", type=int, default=3)
+    p.add_argument("--moto-floor", action="store_true",
+                   help="also time the burst's AWS calls made directly with boto3")
     p.add_argument("--ssm-throughput", type=float, default=1000,
                    help="aws.ssm_throughput: 40 is Parameter Store's default, "
                         "1000 its higher-throughput quota (default)")
@@ -152,6 +189,10 @@ def main():
     if done:
         print("median: all %d launched and configured in %.2f s (%d runs)" % (
             args.jobs, statistics.median(done), len(done)))
+    if args.moto_floor:
+        floors = [moto_floor(args.jobs) for _ in range(args.runs)]
+        print("moto floor: the same AWS calls straight from boto3 (16 at a time) take "
+              "%.2f s (median of %d)" % (statistics.median(floors), len(floors)))
     return 0 if len(done) == len(results) else 1
 
 
