@@ -251,6 +251,16 @@ void pause_all(client_ptr self, caf::timespan until, const char* why) {
              {"for_ms", to_ms(st.paused_until - now(self))}});
 }
 
+void replace_lost_registration(client_ptr self, github_work item);
+
+/// A JIT config answered 409 after an earlier attempt whose answer never
+/// came (5xx, timeout): that attempt registered the runner, and its config
+/// is lost with the answer.
+bool lost_registration(const github_work& item, const github_response& res) {
+  return item.request.op == github_op::generate_jit_config && res.status == 409
+         && item.attempts > 1 && !item.replaced_lost;
+}
+
 void on_response(client_ptr self, github_work item, github_response& res) {
   auto& st = self->state;
   auto t = now(self);
@@ -292,6 +302,10 @@ void on_response(client_ptr self, github_work item, github_response& res) {
       fail(item, errc::not_found, op + ": 404 " + res.message);
       return;
     case reaction::reject:
+      if (lost_registration(item, res)) {
+        replace_lost_registration(self, std::move(item));
+        return;
+      }
       fail(item, errc::rejected, op + ": " + status + " " + res.message);
       return;
   }
@@ -406,6 +420,49 @@ void enqueue(client_ptr self, request_priority priority, github_request request,
   item.priority = priority;
   item.done = std::move(done);
   queue_of(self->state, priority).push_back(std::move(item));
+}
+
+/// Deletes the runner a lost attempt registered (found by its name), then
+/// asks for its JIT config again; any failure on the way fails the request.
+void replace_lost_registration(client_ptr self, github_work item) {
+  auto shared = std::make_shared<github_work>(std::move(item));
+  shared->replaced_lost = true;
+  auto name = shared->request.runner_name;
+  auto give_up = [shared](const std::string& why) {
+    fail(*shared, errc::rejected, "generate_jit_config: 409 for runner '"
+                                    + shared->request.runner_name + "': " + why);
+  };
+  github_request find;
+  find.op = github_op::list_runners;
+  find.target = shared->request.target;
+  find.runner_name = name;
+  log::warn("github registration answer lost, replacing it",
+            {{"installation", self->state.installation_id}, {"runner", name}});
+  enqueue(self, request_priority::register_runner, std::move(find),
+          [self, shared, name, give_up](caf::expected<github_response> found) {
+            if (!found) {
+              give_up(describe(found.error()));
+              return;
+            }
+            auto& runners = found->runners;
+            auto i = std::find_if(runners.begin(), runners.end(),
+                                  [&](const runner_info& r) { return r.name == name; });
+            if (i == runners.end()) {
+              give_up("no runner of that name to replace");
+              return;
+            }
+            github_request remove;
+            remove.op = github_op::delete_runner;
+            remove.target = shared->request.target;
+            remove.runner_id = i->id;
+            enqueue(self, request_priority::register_runner, std::move(remove),
+                    [self, shared, give_up](caf::expected<github_response> removed) {
+                      if (!removed)
+                        give_up(describe(removed.error()));
+                      else
+                        requeue_front(self, std::move(*shared));
+                    });
+          });
 }
 
 // -- public requests --------------------------------------------------------------

@@ -33,6 +33,7 @@ struct github_work {
   request_priority priority = request_priority::cleanup;
   int32_t attempts = 0;         // sends so far
   bool reauthenticated = false; // a 401 already forced a fresh token
+  bool replaced_lost = false;   // a 409 already removed a lost registration
   uint64_t token_generation = 0; // of the token it was last sent with
   caf::timespan token_minted_at{0};
   github_completion done;

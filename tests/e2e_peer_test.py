@@ -5,9 +5,10 @@ with a launch template, SSM; SigV4 checked) and the fake GitHub.
 Jobs sent to the queue must get exactly one live instance each and one JIT
 config per instance in SSM; the queue drains, nothing is dead-lettered, and
 the CreateFleet calls per launched runner stay well under 1 (batched). The
-fault case adds partial CreateFleet fills, GitHub 5xx bursts and
-secondary-limit 403s with retry-after, and must still lose nothing and
-launch no duplicate.
+fault case adds partial CreateFleet fills, GitHub 5xx bursts (some after
+GitHub applied the JIT config) and secondary-limit 403s with retry-after,
+and must still lose nothing, launch no duplicate and leave no registration
+without an instance.
 
   python3 tests/e2e_peer_test.py --ghscale build/ghscale
 """
@@ -60,6 +61,12 @@ def check_run(world, first_job, count, label):
         failures.append("%d messages in the dead-letter queue" % dlq)
     if orphans:
         failures.append("runner configs of instances that are gone: %s" % orphans)
+    # Every registration on GitHub belongs to a live instance (runner names
+    # are "<pool>-<instance id>"): no ghost was left behind.
+    ghosts = [r["name"] for r in world.github_state()["runners"]
+              if r["name"].split("-", 1)[-1] not in live]
+    if ghosts:
+        failures.append("registrations without an instance: %s" % ghosts)
     return failures, len(live)
 
 
@@ -104,6 +111,10 @@ def main():
                 world.partial_fills(rate=0.5, count=3)
                 world.github_fault({"kind": "5xx", "count": 15})
                 world.github_fault({"kind": "5xx", "count": 10, "op": "generate_jitconfig_org"})
+                # JIT configs GitHub creates but whose answer is lost: the retry
+                # meets 409, and the lost registration must be replaced.
+                world.github_fault({"kind": "5xx", "count": 3, "op": "generate_jitconfig_org",
+                                    "applied": True})
                 # GitHub's secondary limit: 403 with retry-after, to be waited out.
                 world.github_fault({"kind": "rate_limit", "which": "secondary",
                                     "retry_after": 2, "count": 3})

@@ -66,9 +66,9 @@ TEST(github_rest_request, every_op_for_org_and_repo_targets) {
      "/repos/acme/web-app/actions/runners/registration-token"},
     {github_op::get_job, repo_target, "GET", "/repos/acme/web-app/actions/jobs/9001"},
     {github_op::list_runners, org_target, "GET",
-     "/orgs/acme/actions/runners?per_page=100&page=3"},
+     "/orgs/acme/actions/runners?per_page=100&page=3&name=ghscale-a1b2"},
     {github_op::list_runners, repo_target, "GET",
-     "/repos/acme/web-app/actions/runners?per_page=100&page=3"},
+     "/repos/acme/web-app/actions/runners?per_page=100&page=3&name=ghscale-a1b2"},
     {github_op::delete_runner, org_target, "DELETE", "/orgs/acme/actions/runners/42"},
     {github_op::delete_runner, repo_target, "DELETE",
      "/repos/acme/web-app/actions/runners/42"},
@@ -118,7 +118,7 @@ TEST(github_rest_request, enterprise_server_base_url_and_custom_identity) {
   auto r = build_github_request(ghes, make_request(github_op::list_runners, org_target),
                                 exchange_timeout);
   EXPECT_EQ(r.url, "https://ghe.example.com/api/v3/orgs/acme/actions/runners"
-                   "?per_page=100&page=3");
+                   "?per_page=100&page=3&name=ghscale-a1b2");
   EXPECT_EQ(header(r, "User-Agent"), "ghscale/1.2");
   auto mint = make_request(github_op::create_installation_token, org_target);
   mint.credential = secret_string{"app.jwt.sig"};
@@ -130,7 +130,12 @@ TEST(github_rest_request, enterprise_server_base_url_and_custom_identity) {
 TEST(github_rest_request, names_are_percent_encoded_and_pages_start_at_one) {
   auto req = make_request(github_op::list_runners, repository_ref{"a b", "c/d", {}});
   req.page = 0;
+  req.runner_name = "x y&z";
   auto r = build_github_request(dotcom, req, exchange_timeout);
+  EXPECT_EQ(r.url, "https://api.github.com/repos/a%20b/c%2Fd/actions/runners"
+                   "?per_page=100&page=1&name=x%20y%26z");
+  req.runner_name.clear(); // every runner: no name filter
+  r = build_github_request(dotcom, req, exchange_timeout);
   EXPECT_EQ(r.url, "https://api.github.com/repos/a%20b/c%2Fd/actions/runners"
                    "?per_page=100&page=1");
 }

@@ -527,6 +527,51 @@ TEST_F(InstallationClientTest, NeverMoreThanMaxConcurrencyInFlight) {
   EXPECT_EQ(github->calls.size(), 10u);
 }
 
+TEST_F(InstallationClientTest, ReplacesARegistrationWhoseAnswerWasLost) {
+  // The first JIT call was applied but answered 503; its retry finds the
+  // name taken (409): the runner it made is deleted and the call repeated.
+  github->respond = [](const github_request& req, size_t index) {
+    if (index == 0)
+      return status_reply(503);
+    if (index == 1)
+      return status_reply(409, "Already exists - A runner with the name already exists.");
+    auto reply = ok_reply(req);
+    if (req.op == github_op::list_runners)
+      reply.response.runners = {runner_info{555, req.runner_name, "offline", false, {}}};
+    return reply;
+  };
+  auto client = start_client();
+  repository_ref org{"octo", "", owner_type::organization};
+  self->send(client, atom::registration_v,
+             registration_request{org, "lost-1", {"linux"}, "Default", true});
+  advance(1min);
+  EXPECT_EQ(ops(), (std::vector<github_op>{
+                     github_op::generate_jit_config, github_op::generate_jit_config,
+                     github_op::list_runners, github_op::delete_runner,
+                     github_op::generate_jit_config}));
+  EXPECT_EQ(github->calls[2].request.runner_name, "lost-1"); // the name filter
+  EXPECT_EQ(github->calls[3].request.runner_id, 555);
+  auto registrations = replies<runner_registration>();
+  ASSERT_EQ(registrations.size(), 1u);
+  ASSERT_TRUE(registrations[0]) << describe(registrations[0].error());
+  EXPECT_EQ(registrations[0]->config.value, "jit-lost-1");
+}
+
+TEST_F(InstallationClientTest, AFirstAttemptConflictIsNotReplaced) {
+  // A 409 on the first attempt is a name taken by someone else: no delete.
+  github->respond = [](const github_request&, size_t) { return status_reply(409, "Already exists"); };
+  auto client = start_client();
+  repository_ref org{"octo", "", owner_type::organization};
+  self->send(client, atom::registration_v,
+             registration_request{org, "taken", {"linux"}, "Default", true});
+  advance(1min);
+  EXPECT_EQ(ops(), std::vector<github_op>{github_op::generate_jit_config});
+  auto registrations = replies<runner_registration>();
+  ASSERT_EQ(registrations.size(), 1u);
+  ASSERT_FALSE(registrations[0]);
+  EXPECT_EQ(registrations[0].error(), errc::rejected);
+}
+
 TEST_F(InstallationClientTest, LooksANamedRunnerGroupUpOnce) {
   github->respond = [](const github_request& req, size_t) {
     auto reply = ok_reply(req);

@@ -400,7 +400,9 @@ std::string github_path(const github_request& req) {
     case github_op::get_job:
       return scope_path(req.target) + "/actions/jobs/" + std::to_string(req.job_id);
     case github_op::list_runners:
-      return runners + page_query(req.page);
+      // With a runner name: only the runner of that name (GitHub's filter).
+      return runners + page_query(req.page)
+             + (req.runner_name.empty() ? "" : "&name=" + uri_encode(req.runner_name));
     case github_op::delete_runner:
       return runners + "/" + std::to_string(req.runner_id);
     case github_op::get_runner_group:
