@@ -1,5 +1,6 @@
 #include "actors/aws_credentials_provider.hpp"
 
+#include "messages/text.hpp"
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "transport/wall_clock.hpp"
@@ -210,10 +211,7 @@ void resolve(provider_pointer self, const context_ptr& ctx) {
     return;
   auto endpoint = ctx->env("AWS_EC2_METADATA_SERVICE_ENDPOINT").value_or("");
   walk->imds_endpoint = endpoint.empty() ? default_imds_endpoint : endpoint;
-  auto disabled = ctx->env("AWS_EC2_METADATA_DISABLED").value_or("");
-  std::transform(disabled.begin(), disabled.end(), disabled.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (disabled == "true") {
+  if (iequals(ctx->env("AWS_EC2_METADATA_DISABLED").value_or(""), "true")) {
     walk->reasons.push_back("IMDS: disabled by AWS_EC2_METADATA_DISABLED");
     finish(self, ctx, no_credentials(walk->reasons));
     return;

@@ -1,5 +1,7 @@
 #include "actors/routing.hpp"
 
+#include "messages/text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -12,11 +14,8 @@ namespace {
 /// GitHub compares runner labels case-insensitively and ignores repeats.
 std::set<std::string> label_set(const std::vector<std::string>& labels) {
   std::set<std::string> result;
-  for (auto label : labels) {
-    std::transform(label.begin(), label.end(), label.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    result.insert(std::move(label));
-  }
+  for (auto& label : labels)
+    result.insert(ascii_lower(label));
   return result;
 }
 

@@ -1,5 +1,6 @@
 #include "actors/sim_github.hpp"
 
+#include "messages/text.hpp"
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "transport/workflow_job.hpp"
@@ -34,26 +35,13 @@ void count(github_pointer self, const std::string& key, int64_t n = 1) {
 // -- matching ------------------------------------------------------------------
 
 /// GitHub compares logins, repository names and labels case-insensitively.
-bool iequals(const std::string& a, const std::string& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x))
-           == std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
 bool same_target(const repository_ref& a, const repository_ref& b) {
   return iequals(a.owner, b.owner) && iequals(a.repo, b.repo);
 }
 
-std::string lower(std::string x) {
-  for (auto& c : x)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return x;
-}
-
 /// The key of a runner name within its registration target.
 std::string name_key(const repository_ref& target, const std::string& name) {
-  return lower(target.owner) + "/" + lower(target.repo) + "/" + name;
+  return ascii_lower(target.owner) + "/" + ascii_lower(target.repo) + "/" + name;
 }
 
 /// Adds a runner, indexed by id and by its name within its target.

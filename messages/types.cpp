@@ -1,5 +1,6 @@
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
+#include "messages/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -132,18 +133,6 @@ bool is_mutation(github_op x) noexcept {
          || x == github_op::create_registration_token
          || x == github_op::delete_runner;
 }
-
-namespace {
-
-bool iequals(const std::string& a, const std::string& b) noexcept {
-  return a.size() == b.size()
-         && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-              return std::tolower(static_cast<unsigned char>(x))
-                     == std::tolower(static_cast<unsigned char>(y));
-            });
-}
-
-} // namespace
 
 bool is_sensitive_header(const std::string& name) noexcept {
   for (const char* secret : {"authorization", "x-amz-security-token",

@@ -1,5 +1,6 @@
 #include "transport/aws_credentials.hpp"
 
+#include "messages/text.hpp"
 #include "transport/url.hpp"
 #include "transport/wall_clock.hpp"
 
@@ -31,13 +32,6 @@ std::string_view trim(std::string_view s) {
   return s.substr(first, s.find_last_not_of(whitespace) - first + 1);
 }
 
-std::string lower(std::string_view s) {
-  std::string out{s};
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 /// "profile   dev" -> "profile dev": the config file's section names.
 std::string section_name(std::string_view text) {
   auto name = trim(text);
@@ -67,7 +61,7 @@ ini_file parse_ini(std::string_view text) {
     }
     auto eq = line.find('=');
     if (current != nullptr && eq != std::string_view::npos)
-      (*current)[lower(trim(line.substr(0, eq)))]
+      (*current)[ascii_lower(trim(line.substr(0, eq)))]
         = std::string{trim(line.substr(eq + 1))};
   }
   return out;

@@ -1,5 +1,7 @@
 #include "transport/http_engine.hpp"
 
+#include "messages/text.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -38,13 +40,6 @@ std::string_view trim(std::string_view x) {
   while (!x.empty() && is_space(x.back()))
     x.remove_suffix(1);
   return x;
-}
-
-std::string lower(std::string_view x) {
-  std::string out(x);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 /// "METHOD url" without secrets: what error messages say about a request.
@@ -113,7 +108,7 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto colon = line.find(':');
   if (colon != std::string_view::npos)
     t->response.headers.push_back(
-      {lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+      {ascii_lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
   return n;
 }
 

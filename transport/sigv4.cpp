@@ -1,5 +1,6 @@
 #include "transport/sigv4.hpp"
 
+#include "messages/text.hpp"
 #include "transport/digest.hpp"
 #include "transport/url.hpp"
 #include "transport/wall_clock.hpp"
@@ -25,13 +26,6 @@ constexpr std::string_view unsigned_headers[]
 /// Headers a signature sets; an earlier signature's are replaced.
 constexpr std::string_view signature_headers[]
   = {"host", "x-amz-date", "x-amz-security-token", "authorization"};
-
-std::string lower(std::string_view s) {
-  std::string out{s};
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 template <size_t N>
 bool is_one_of(const std::string& lower_name, const std::string_view (&names)[N]) {
@@ -107,7 +101,7 @@ std::map<std::string, std::string>
 canonical_header_map(const std::vector<http_header>& headers) {
   std::map<std::string, std::string> out;
   for (const auto& h : headers) {
-    auto [it, fresh] = out.try_emplace(lower(h.name), trim_all(h.value));
+    auto [it, fresh] = out.try_emplace(ascii_lower(h.name), trim_all(h.value));
     if (!fresh)
       it->second += "," + trim_all(h.value);
   }
@@ -127,7 +121,7 @@ void remove_headers(std::vector<http_header>& headers,
                     const std::string_view (&names)[N]) {
   headers.erase(std::remove_if(headers.begin(), headers.end(),
                                [&](const http_header& h) {
-                                 return is_one_of(lower(h.name), names);
+                                 return is_one_of(ascii_lower(h.name), names);
                                }),
                 headers.end());
 }
@@ -179,7 +173,7 @@ void sign_request(http_request& req, const aws_credentials& creds,
   std::vector<http_header> to_sign;
   std::copy_if(req.headers.begin(), req.headers.end(), std::back_inserter(to_sign),
                [](const http_header& h) {
-                 return !is_one_of(lower(h.name), unsigned_headers);
+                 return !is_one_of(ascii_lower(h.name), unsigned_headers);
                });
   auto signature = sigv4(req.method, url->path, url->query, to_sign,
                          req.body.value, creds, scope, now);

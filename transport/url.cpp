@@ -1,5 +1,6 @@
 #include "transport/url.hpp"
 
+#include "messages/text.hpp"
 #include "messages/types.hpp"
 
 #include <algorithm>
@@ -30,13 +31,6 @@ int hex_value(char c) {
 caf::error bad_url(std::string_view shown, const std::string& why) {
   return caf::make_error(errc::invalid_config,
                          "invalid URL '" + std::string{shown} + "': " + why);
-}
-
-std::string lower(std::string_view s) {
-  std::string out{s};
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 /// Splits "host[:port]" (host possibly "[v6]") into `out`.
@@ -81,7 +75,7 @@ caf::expected<url_parts> parse_url(std::string_view url) {
   auto sep = url.find("://");
   if (sep == std::string_view::npos)
     return bad_url(url, "no scheme");
-  out.scheme = lower(url.substr(0, sep));
+  out.scheme = ascii_lower(url.substr(0, sep));
   auto rest = url.substr(sep + 3);
   auto authority_end = rest.find_first_of("/?#");
   auto authority = rest.substr(0, authority_end);
