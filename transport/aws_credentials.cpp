@@ -25,20 +25,13 @@ constexpr std::string_view whitespace = " \t\r\n";
 constexpr std::string_view security_credentials_path
   = "/latest/meta-data/iam/security-credentials/";
 
-std::string_view trim(std::string_view s) {
-  auto first = s.find_first_not_of(whitespace);
-  if (first == std::string_view::npos)
-    return {};
-  return s.substr(first, s.find_last_not_of(whitespace) - first + 1);
-}
-
 /// "profile   dev" -> "profile dev": the config file's section names.
 std::string section_name(std::string_view text) {
-  auto name = trim(text);
+  auto name = trim_space(text);
   constexpr std::string_view prefix = "profile";
   if (name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix
       && whitespace.find(name[prefix.size()]) != std::string_view::npos)
-    return "profile " + std::string{trim(name.substr(prefix.size()))};
+    return "profile " + std::string{trim_space(name.substr(prefix.size()))};
   return std::string{name};
 }
 
@@ -51,7 +44,7 @@ ini_file parse_ini(std::string_view text) {
   std::istringstream lines{std::string{text}};
   std::string raw;
   while (std::getline(lines, raw)) {
-    auto line = trim(raw);
+    auto line = trim_space(raw);
     if (line.empty() || line.front() == '#' || line.front() == ';'
         || whitespace.find(raw.front()) != std::string_view::npos)
       continue;
@@ -61,8 +54,8 @@ ini_file parse_ini(std::string_view text) {
     }
     auto eq = line.find('=');
     if (current != nullptr && eq != std::string_view::npos)
-      (*current)[ascii_lower(trim(line.substr(0, eq)))]
-        = std::string{trim(line.substr(eq + 1))};
+      (*current)[ascii_lower(trim_space(line.substr(0, eq)))]
+        = std::string{trim_space(line.substr(eq + 1))};
   }
   return out;
 }
@@ -268,7 +261,7 @@ http_request imds_credentials_request(const std::string& endpoint,
 caf::expected<secret_string> parse_imds_token(const http_response& r) {
   if (r.status != 200)
     return imds_status_error(r, "token request");
-  auto token = trim(r.body.value);
+  auto token = trim_space(r.body.value);
   if (token.empty())
     return caf::make_error(errc::backend_failure, "token: empty answer");
   return secret_string{std::string{token}};
@@ -283,7 +276,7 @@ caf::expected<std::string> parse_imds_role(const http_response& r) {
   std::istringstream lines{r.body.value};
   std::string line;
   while (std::getline(lines, line))
-    if (auto role = trim(line); !role.empty())
+    if (auto role = trim_space(line); !role.empty())
       return std::string{role};
   return caf::make_error(errc::not_found,
                          "no IAM role attached to this instance");

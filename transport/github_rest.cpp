@@ -1,5 +1,6 @@
 #include "transport/github_rest.hpp"
 
+#include "messages/text.hpp"
 #include "transport/url.hpp"
 
 #include <rapidjson/document.h>
@@ -90,16 +91,8 @@ const char* method_of(github_op op) {
 
 // -- responses -----------------------------------------------------------------
 
-std::string_view trimmed(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-    s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.remove_suffix(1);
-  return s;
-}
-
 std::optional<int64_t> parse_int(std::string_view text) {
-  text = trimmed(text);
+  text = trim_space(text);
   int64_t out = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   if (ec != std::errc{} || end != text.data() + text.size() || text.empty())
@@ -130,7 +123,7 @@ caf::timespan retry_after_of(const http_response& r, const clock_bridge& clocks)
     return caf::timespan{0};
   if (auto delay = parse_int(*value))
     return std::max(caf::timespan{seconds{*delay}}, caf::timespan{0});
-  if (auto date = parse_http_date(trimmed(*value)))
+  if (auto date = parse_http_date(trim_space(*value)))
     return std::max(*date - clocks.wall_now, caf::timespan{0});
   return caf::timespan{0};
 }
@@ -149,7 +142,7 @@ bool has_next_link(const http_response& r) {
     auto params = rest.substr(0, rest.find('<'));
     while (!params.empty()) {
       auto semi = params.find_first_of(";,");
-      auto param = trimmed(params.substr(0, semi));
+      auto param = trim_space(params.substr(0, semi));
       params.remove_prefix(semi == std::string_view::npos ? params.size() : semi + 1);
       if (param.size() < 4 || param.substr(0, 4) != "rel=")
         continue;

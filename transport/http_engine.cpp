@@ -33,15 +33,6 @@ long as_curl_millis(caf::timespan d) {
   return static_cast<long>(std::max<int64_t>(ms, 1));
 }
 
-std::string_view trim(std::string_view x) {
-  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-  while (!x.empty() && is_space(x.front()))
-    x.remove_prefix(1);
-  while (!x.empty() && is_space(x.back()))
-    x.remove_suffix(1);
-  return x;
-}
-
 /// "METHOD url" without secrets: what error messages say about a request.
 std::string where_of(const http_request& req) {
   return req.method + " " + redacted_url(req.url);
@@ -108,7 +99,7 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto colon = line.find(':');
   if (colon != std::string_view::npos)
     t->response.headers.push_back(
-      {ascii_lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+      {ascii_lower(trim_space(line.substr(0, colon))), std::string(trim_space(line.substr(colon + 1)))});
   return n;
 }
 
