@@ -21,7 +21,6 @@ minutes of writes. Prints the writes in each full minute while jobs waited
 (as a share of L) and the 403s answered.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,22 +43,14 @@ def burst_run(binary, jobs, run, ssm_throughput):
     with tempfile.TemporaryDirectory() as tmp, harness.World(
             tmp, latency_ms=10, ssm_throughput=ssm_throughput) as w:
         first = 10_000 * (run + 1)
-        for job_id in range(first, first + jobs):
-            harness.http_json("POST", w.github_url + "/_fake/jobs",
-                              {"owner": harness.ORG, "repo": "octo-repo", "job_id": job_id,
-                               "run_id": job_id, "labels": harness.LABELS, "status": "queued"})
+        w.create_jobs(first, jobs)
         w.start_ghscale(binary)
         harness.wait_until(lambda: "ledger reconciled" in open(w.ghscale_log.name).read(),
                            30, "ghscale to start")
         base_calls = w.aws_calls()
         base_gh = w.github_state()
-        sqs = w.client("sqs")
         start = time.monotonic() + delay
-        for i in range(first, first + jobs, 10):
-            sqs.send_message_batch(QueueUrl=w.queue_url, Entries=[
-                {"Id": str(j), "DelaySeconds": delay,
-                 "MessageBody": json.dumps(harness.queued_payload(j, j, "octo-repo"))}
-                for j in range(i, min(i + 10, first + jobs))])
+        w.send_webhooks(first, jobs, delay=delay)
         if time.monotonic() > start:
             raise RuntimeError("sending the burst took longer than its %d s delay" % delay)
         launched_at = configured_at = None
@@ -99,12 +90,8 @@ def moto_floor(jobs):
     one PutParameter per runner, delete the messages)."""
     import concurrent.futures
     with tempfile.TemporaryDirectory() as tmp, harness.World(tmp, latency_ms=10) as w:
-        sqs = w.client("sqs")
-        for i in range(0, jobs, 10):
-            sqs.send_message_batch(QueueUrl=w.queue_url, Entries=[
-                {"Id": str(j), "MessageBody": json.dumps(harness.queued_payload(j, j, "octo-repo"))}
-                for j in range(i, min(i + 10, jobs))])
-        ec2, ssm = w.client("ec2"), w.client("ssm")
+        w.send_webhooks(0, jobs)
+        sqs, ec2, ssm = w.client("sqs"), w.client("ec2"), w.client("ssm")
         start = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             batches = list(pool.map(lambda _: sqs.receive_message(

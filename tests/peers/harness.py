@@ -315,14 +315,22 @@ format = "logfmt"
     # -- the world's state ------------------------------------------------------
     def queue_jobs(self, first_id, count, repo="octo-repo"):
         """Each job queued on the fake GitHub, then its webhook sent to SQS."""
-        sqs = self.client("sqs")
-        entries = []
+        self.create_jobs(first_id, count, repo)
+        self.send_webhooks(first_id, count, repo)
+
+    def create_jobs(self, first_id, count, repo="octo-repo"):
+        """Jobs queued on the fake GitHub (run id: 10 x job id)."""
         for job_id in range(first_id, first_id + count):
             http_json("POST", self.github_url + "/_fake/jobs",
                       {"owner": ORG, "repo": repo, "job_id": job_id,
                        "run_id": job_id * 10, "labels": LABELS, "status": "queued"})
-            entries.append({"Id": str(job_id),
-                            "MessageBody": json.dumps(queued_payload(job_id, job_id * 10, repo))})
+
+    def send_webhooks(self, first_id, count, repo="octo-repo", delay=0):
+        """Their `queued` webhooks sent to SQS, visible after `delay` s."""
+        sqs = self.client("sqs")
+        entries = [{"Id": str(job_id), "DelaySeconds": delay,
+                    "MessageBody": json.dumps(queued_payload(job_id, job_id * 10, repo))}
+                   for job_id in range(first_id, first_id + count)]
         for i in range(0, len(entries), 10):
             res = sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries[i:i + 10])
             if res.get("Failed"):
