@@ -11,13 +11,12 @@
 #include "actors/supervisor.hpp"
 #include "transport/aws_credentials.hpp"
 #include "transport/aws_protocol.hpp"
+#include "transport/files.hpp"
 #include "transport/github_jwt.hpp"
 #include "transport/github_rest.hpp"
 #include "transport/http_engine.hpp"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 namespace ghscale {
 
@@ -49,13 +48,11 @@ bool needs_aws(const config& cfg) {
 }
 
 caf::expected<secret_string> read_key_file(const github_app_config& app) {
-  std::ifstream in{app.private_key_file, std::ios::binary};
-  if (!in)
+  auto pem = read_file(app.private_key_file);
+  if (!pem)
     return caf::make_error(errc::invalid_config,
                            "cannot read private_key_file " + app.private_key_file);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return secret_string{text.str()};
+  return secret_string{std::move(*pem)};
 }
 
 /// The PEM from SSM, fetched once at startup through the SSM client.

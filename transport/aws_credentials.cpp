@@ -1,6 +1,7 @@
 #include "transport/aws_credentials.hpp"
 
 #include "messages/text.hpp"
+#include "transport/files.hpp"
 #include "transport/url.hpp"
 #include "transport/wall_clock.hpp"
 
@@ -10,7 +11,6 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -91,15 +91,6 @@ caf::expected<aws_credentials> keys_of(const ini_section* section,
   out.secret_access_key.value = *secret;
   out.session_token.value = value_of(*section, "aws_session_token").value_or("");
   return out;
-}
-
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
-    return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 std::string expand_home(const std::string& path, const env_lookup& env) {

@@ -1,5 +1,7 @@
 #include "transport/config_file.hpp"
 
+#include "transport/files.hpp"
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -1024,14 +1025,12 @@ caf::expected<config> load_config_file(const std::string& path) {
   if (std::filesystem::is_directory(path, ignored))
     return caf::make_error(errc::invalid_config, "cannot read config file '"
                                                    + path + "': is a directory");
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
+  auto text = read_file(path);
+  if (!text)
     return caf::make_error(errc::invalid_config, "cannot read config file '"
                                                    + path + "': "
                                                    + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), path);
+  return parse_config(*text, path);
 }
 
 std::string render_config(const config& cfg) {

@@ -1,5 +1,6 @@
 #include "bench/scenario/trace.hpp"
 
+#include "transport/files.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <rapidjson/document.h>
@@ -8,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
 namespace ghscale::scenario {
@@ -116,12 +116,10 @@ caf::expected<std::vector<trace_entry>> parse_trace(const std::string& text,
 }
 
 caf::expected<std::vector<trace_entry>> load_trace_file(const std::string& path) {
-  std::ifstream in{path};
-  if (!in)
+  auto text = read_file(path);
+  if (!text)
     return caf::make_error(errc::invalid_config, path + ": cannot read trace");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_trace(buf.str(), path);
+  return parse_trace(*text, path);
 }
 
 } // namespace ghscale::scenario
