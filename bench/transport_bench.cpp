@@ -102,28 +102,20 @@ fleet_request fleet_call(int count) {
   return req;
 }
 
-void BM_SigV4_SignSqsReceive(benchmark::State& state) {
-  receive_request rr;
-  auto base = sqs_receive(sqs_ep, queue_url, rr, 30s);
+/// Signs a copy of `base` per iteration (signing changes the request).
+void BM_SigV4_Sign(benchmark::State& state, const http_request& base,
+                   const sigv4_scope& scope) {
   auto now = wall_now();
   for (auto _ : state) {
     auto req = base;
-    sign_request(req, creds, sqs_ep.scope, now);
+    sign_request(req, creds, scope, now);
     benchmark::DoNotOptimize(req);
   }
 }
-BENCHMARK(BM_SigV4_SignSqsReceive);
-
-void BM_SigV4_SignEc2CreateFleet(benchmark::State& state) {
-  auto base = ec2_create_fleet(ec2_ep, fleet_call(100), 30s);
-  auto now = wall_now();
-  for (auto _ : state) {
-    auto req = base;
-    sign_request(req, creds, ec2_ep.scope, now);
-    benchmark::DoNotOptimize(req);
-  }
-}
-BENCHMARK(BM_SigV4_SignEc2CreateFleet);
+BENCHMARK_CAPTURE(BM_SigV4_Sign, SqsReceive,
+                  sqs_receive(sqs_ep, queue_url, receive_request{}, 30s), sqs_ep.scope);
+BENCHMARK_CAPTURE(BM_SigV4_Sign, Ec2CreateFleet100,
+                  ec2_create_fleet(ec2_ep, fleet_call(100), 30s), ec2_ep.scope);
 
 void BM_Json_ParseSqsReceive10(benchmark::State& state) {
   auto body = sqs_receive_answer();
