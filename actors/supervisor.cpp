@@ -11,7 +11,7 @@
 namespace ghscale {
 
 supervisor_policy supervisor_policy::from(const supervision_config& cfg,
-                                          uint64_t seed) {
+                                          uint64_t seed, metrics_ptr stats) {
   supervisor_policy out;
   out.max_restarts = cfg.max_restarts;
   out.within = cfg.within;
@@ -19,6 +19,7 @@ supervisor_policy supervisor_policy::from(const supervision_config& cfg,
   out.max_backoff = cfg.max_backoff;
   out.jitter = cfg.jitter;
   out.seed = seed;
+  out.stats = std::move(stats);
   return out;
 }
 
@@ -218,6 +219,8 @@ void schedule_restart(supervisor_ptr self, size_t index,
   // A child that ran for a whole window starts its backoff afresh.
   slot.attempt = now - slot.started > st.policy.within ? 1 : slot.attempt + 1;
   ++slot.restarts;
+  if (st.policy.stats)
+    st.policy.stats->add("ghscale_actor_restarts_total", {{"actor", slot.spec.name}});
   auto delay = jittered_backoff(st.policy.initial_backoff,
                                 st.policy.max_backoff, slot.attempt,
                                 st.policy.jitter, st.rng);

@@ -11,6 +11,7 @@
 // Callers never hold a child directly: each child may have a *relay*, a
 // stable handle that forwards every message to the child's current
 // incarnation and answers `errc::unavailable` while the child is down.
+#include "actors/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 
@@ -45,7 +46,11 @@ struct supervisor_policy {
   caf::timespan max_backoff = std::chrono::seconds(10);
   double jitter = 0.2;
   uint64_t seed = 1;
-  static supervisor_policy from(const supervision_config& cfg, uint64_t seed);
+  /// Where restarts are counted (`ghscale_actor_restarts_total{actor}`);
+  /// may be null.
+  metrics_ptr stats;
+  static supervisor_policy from(const supervision_config& cfg, uint64_t seed,
+                                metrics_ptr stats = nullptr);
 };
 
 /// A stable handle: forwards everything to its current target.
@@ -62,18 +67,26 @@ caf::actor spawn_supervisor(caf::local_actor* parent, std::string name,
                             std::vector<child_spec> children,
                             supervisor_policy policy);
 
+/// A child spawned from `fun(args...)` behind an existing relay: for
+/// children that need each other's handles before either starts.
+template <class Fun, class... Ts>
+child_spec make_child_behind(caf::actor relay, restart_type restart,
+                             std::string name, Fun fun, Ts... args) {
+  return child_spec{std::move(name), restart,
+                    [=](caf::local_actor* parent) {
+                      return caf::actor_cast<caf::actor>(
+                        parent->spawn(fun, args...));
+                    },
+                    std::move(relay)};
+}
+
 /// A child spawned from `fun(args...)`; `out` becomes its stable relay.
 template <class Handle, class Fun, class... Ts>
 child_spec make_child(caf::actor_system& sys, restart_type restart,
                       std::string name, Handle& out, Fun fun, Ts... args) {
   auto relay = spawn_relay(sys, name);
   out = caf::actor_cast<Handle>(relay);
-  return child_spec{std::move(name), restart,
-                    [=](caf::local_actor* parent) {
-                      return caf::actor_cast<caf::actor>(
-                        parent->spawn(fun, args...));
-                    },
-                    relay};
+  return make_child_behind(relay, restart, std::move(name), fun, args...);
 }
 
 } // namespace ghscale

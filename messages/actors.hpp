@@ -55,6 +55,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ghscale, (ghscale::budget_status))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::lease))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::heartbeat_verdict))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::queue_loops))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::registry_status))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::registration_seen))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::pool_inventory))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_view))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::pool_view))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::interruption))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::reap_report))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::recheck))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::child_status))
@@ -110,6 +117,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, revoke, "revoke")
   CAF_ADD_ATOM(ghscale, ghscale::atom, reap, "reap")
   CAF_ADD_ATOM(ghscale, ghscale::atom, recheck, "recheck")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, start, "start")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, tick, "tick")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, interrupt, "interrupt")
   // transport
   CAF_ADD_ATOM(ghscale, ghscale::atom, http, "http")
   CAF_ADD_ATOM(ghscale, ghscale::atom, http_done, "http_done")
@@ -273,12 +283,29 @@ using fleet_launcher_actor = caf::typed_actor<
 
 /// The narrow part of the ledger that only learns lifecycle events (poller).
 using lifecycle_sink_actor = caf::typed_actor<
-  // A workflow_job in_progress / completed event, or a runner's instance
-  // going away.
+  // A workflow_job in_progress / completed event: the runner it names is
+  // running, then completed (ephemeral) or ready again (reusable).
   caf::reacts_to<atom::observe, job_event>>;
 
+/// The part of the ledger the reaper uses.
+using ledger_reconciler_actor = caf::typed_actor<
+  // Applies what EC2 and GitHub show (states, registrations, gone
+  // instances) and answers the pool's runners and its ghost registrations.
+  caf::replies_to<atom::reconcile, pool_inventory>::with<pool_view>,
+  // These instances were terminated on purpose (scale-down, orphans).
+  caf::reacts_to<atom::terminate, instance_ids>>;
+
+/// The part of the ledger job retry asks.
+using job_tracker_actor = caf::typed_actor<
+  // Whether a job has a runner requested, launched or running for it (in a
+  // reusable pool: whether any runner is on its way or idle).
+  caf::replies_to<atom::recheck, job_key>::with<bool>>;
+
 /// Each runner's lifecycle for one pool, and counts the scaler trusts.
-using runner_ledger_actor = lifecycle_sink_actor::extend<
+using runner_ledger_actor = lifecycle_sink_actor
+  ::extend_with<ledger_reconciler_actor>
+  ::extend_with<job_tracker_actor>
+  ::extend<
   // Atomically reserves capacity under the cap; `errc::not_ready` while
   // reconciling after a (re)start.
   caf::replies_to<atom::reserve, reservation_request>::with<reservation>,
@@ -286,6 +313,10 @@ using runner_ledger_actor = lifecycle_sink_actor::extend<
   caf::replies_to<atom::report, launch_report>::with<ledger_counts>,
   // Exact counts per state.
   caf::replies_to<atom::counts>::with<ledger_counts>,
+  // A spot interruption warning for an instance: marks its runner (it no
+  // longer takes jobs) and, if its job had not started, reserves a
+  // replacement slot for it under the cap.
+  caf::replies_to<atom::interrupt, std::string>::with<interruption>,
   // Rebuild from EC2 (instances tagged with the pool).
   caf::reacts_to<atom::reconcile>>;
 
@@ -293,39 +324,75 @@ using runner_ledger_actor = lifecycle_sink_actor::extend<
 using scaler_actor = caf::typed_actor<
   // Queued jobs of one received batch; answers one outcome per receipt.
   caf::replies_to<atom::scale, scale_request>::with<batch_outcome>,
+  // A spot interruption warning for an instance (EC2's event): deregisters
+  // its runner and launches a replacement for its job (on-demand where the
+  // pool says so). Answers whether the instance was this pool's.
+  caf::replies_to<atom::interrupt, std::string>::with<bool>,
   // Internal: the batching window closed.
   caf::reacts_to<atom::flush, uint64_t>>;
 
-/// One long-poll loop on one queue.
+/// One long-poll loop on one queue, holding a lease.
 using poller_actor = caf::typed_actor<
   // Internal: receive the next batch.
   caf::reacts_to<atom::poll>,
+  // Internal: time for a heartbeat.
+  caf::reacts_to<atom::heartbeat>,
   // Stop receiving; finish the batch in flight, then quit. Answers once the
   // loop has stopped.
   caf::replies_to<atom::drain>::with<bool>>;
 
 // -- poll loops, scale-down, job retry (issue "poll loops") ------------------
 
-/// Leases of poll loops per queue, with heartbeats and fencing.
-using token_registry_actor = caf::typed_actor<
-  // A new lease for a queue (scale-up).
+/// The part of the registry a poll loop talks to.
+using lease_keeper_actor = caf::typed_actor<
+  // A loop's heartbeat; `stop` for revoked tokens and replaced loop ids.
+  caf::replies_to<atom::heartbeat, lease>::with<heartbeat_verdict>>;
+
+/// The part of a queue the registry samples.
+using queue_depth_actor = caf::typed_actor<
+  // GetQueueAttributes: approximate depth.
+  caf::replies_to<atom::depth>::with<queue_depth>>;
+
+/// Starts and stops poll loops: the poller supervisor.
+using poll_loops_actor = caf::typed_actor<
+  // Starts a loop holding `lease`; answers its handle (the registry
+  // monitors it, so a crash is replaced at once).
+  caf::replies_to<atom::start, lease>::with<poller_actor>,
+  // Drains every loop; answers when all have stopped.
+  caf::replies_to<atom::drain>::with<bool>,
+  // Kills one loop of the queue at random, as a crash would (chaos).
+  caf::reacts_to<atom::inject, std::string>>;
+
+/// Leases of poll loops per queue, with heartbeats and fencing; scales each
+/// queue's loops with its depth.
+using token_registry_actor = lease_keeper_actor::extend<
+  // Scale-up: a new lease for a queue, and a loop holding it.
   caf::replies_to<atom::acquire, std::string>::with<lease>,
-  // A loop's heartbeat; `stop` for revoked tokens and stale loop ids.
-  caf::replies_to<atom::heartbeat, lease>::with<heartbeat_verdict>,
-  // Revokes one lease of a queue at random (scale-down), never the last.
+  // Scale-down: revokes one lease of the queue at random, never below its
+  // minimum; its loop stops at its next heartbeat. Answers whether one was.
   caf::replies_to<atom::revoke, std::string>::with<bool>,
-  // The queue's depth, to scale loops with hysteresis.
-  caf::reacts_to<atom::depth, std::string, queue_depth>>;
+  // Loops per queue and what the registry did.
+  caf::replies_to<atom::status>::with<registry_status>,
+  // Stops starting loops and drains them all; answers when they stopped.
+  caf::replies_to<atom::drain>::with<bool>,
+  // Internal: check heartbeats and sample depths.
+  caf::reacts_to<atom::tick>>;
 
 /// Scale-down for one pool.
 using reaper_actor = caf::typed_actor<
   // One pass now (also run on its period).
-  caf::replies_to<atom::reap>::with<reap_report>>;
+  caf::replies_to<atom::reap>::with<reap_report>,
+  // Internal: the period elapsed.
+  caf::reacts_to<atom::tick>>;
 
-/// Delayed re-checks of jobs still queued.
+/// Delayed re-checks of jobs whose message was acked without a runner of
+/// their own.
 using job_retry_actor = caf::typed_actor<
-  // Re-check this job after its delay; re-inject it if still queued.
-  caf::reacts_to<atom::recheck, recheck>>;
+  // Re-check this job after its backoff; re-inject it if still queued and
+  // no runner is on its way.
+  caf::reacts_to<atom::recheck, recheck>,
+  // Internal: the re-check with this id is due.
+  caf::reacts_to<atom::tick, uint64_t>>;
 
 /// The process root: startup order, supervision, ordered shutdown.
 using node_actor = caf::typed_actor<
@@ -341,8 +408,13 @@ using node_actor = caf::typed_actor<
 /// Simulated EC2 + SSM: boot delays, capacity errors, partial fills,
 /// throttling; booted instances bring their runner online in sim GitHub.
 using sim_cloud_actor = ec2_actor::extend_with<ssm_actor>::extend<
-  // Turn a fault on for a while (capacity, throttling, partial fills).
+  // Turn a fault on for a while (capacity, throttling, partial fills,
+  // spot interruptions).
   caf::reacts_to<atom::inject, sim_fault>,
+  // The queue EC2's events (spot interruption warnings) are delivered to.
+  caf::reacts_to<atom::connect, queue_actor>,
+  // Internal: the spot instance warned two minutes ago is reclaimed now.
+  caf::reacts_to<atom::interrupt, std::string>,
   // Internal: an instance finished booting.
   caf::reacts_to<atom::online, std::string>,
   // The runner on this instance finished (ephemeral): shut it down.
@@ -364,6 +436,10 @@ using sim_github_actor = github_api_actor::extend<
   caf::reacts_to<atom::online, std::string, secret_string>,
   // Internal: the job running on runner `id` finished.
   caf::reacts_to<atom::finished, int64_t>,
+  // Instance `id`, handed runner config `config` (empty: none yet), is gone
+  // (terminated or reclaimed): its runner goes offline but stays registered,
+  // and a job it was running fails.
+  caf::reacts_to<atom::terminate, std::string, secret_string>,
   // Calls served, by operation and status.
   caf::replies_to<atom::stats>::with<api_calls>,
   // Internal: deliver the delayed answer with this id.

@@ -33,6 +33,21 @@ struct queue_config {
   int32_t max_receive_count = 100;
   int32_t min_loops = 1;         // poll loops
   int32_t max_loops = 1;
+  // Depth (visible + in flight) at which the queue is "high": one more loop
+  // per sample, up to max_loops. Once it is back at or under
+  // `scale_down_depth`, one loop less per sample, down to min_loops.
+  int64_t scale_up_depth = 100;
+  int64_t scale_down_depth = 10;
+  // Embedded queues only: the SQLite database (WAL mode) that keeps the
+  // queue across crashes and restarts; "" keeps it in memory.
+  std::string storage;
+};
+
+/// Poll-loop leases (the token registry).
+struct poll_loops_config {
+  caf::timespan heartbeat = 5s;     // a loop heartbeats this often
+  caf::timespan stale_after = 40s;  // a lease this quiet gets a new loop
+  caf::timespan sample_every = 30s; // queue depth sampling
 };
 
 struct github_app_config {
@@ -48,6 +63,15 @@ struct github_app_config {
   caf::timespan token_refresh_before = 5min;
   caf::timespan request_timeout = 10s;
   int32_t max_retries = 5;
+};
+
+/// While `cron` matches the current minute in `timezone`, a pool keeps
+/// `min_idle` idle runners instead of its own `min_idle`; the first
+/// matching window wins.
+struct idle_window {
+  std::string cron;              // five fields: minute hour day month weekday
+  std::string timezone = "UTC";  // IANA name
+  int32_t min_idle = 0;
 };
 
 enum class label_match : uint8_t { exact, subset };
@@ -73,6 +97,13 @@ struct pool_config {
   capacity_type capacity = capacity_type::spot;
   std::vector<std::string> on_demand_failover; // CreateFleet error codes
   bool job_queued_check = true; // ask GitHub whether the job still waits
+  // Scale-down (the reaper).
+  caf::timespan reap_interval = 1min;         // one pass this often
+  caf::timespan minimum_running_time = 5min;  // idle runners live this long
+  caf::timespan boot_time = 5min;             // a runner registers within
+  std::vector<idle_window> idle_schedule;     // min_idle by time of day
+  // A spot interruption's replacement runner is launched on-demand.
+  bool on_demand_after_interruption = true;
 };
 
 struct aws_config {
@@ -109,6 +140,15 @@ struct retry_config {
   double jitter = 0.2;      // +- fraction applied to each delay
 };
 
+/// Re-checks of jobs acked without a runner of their own.
+struct job_retry_config {
+  bool enabled = true;
+  caf::timespan delay = 30s;      // before the first re-check ...
+  caf::timespan max_delay = 10min; // ... doubling up to this
+  int32_t max_attempts = 5;
+  double jitter = 0.2;
+};
+
 struct supervision_config {
   int32_t max_restarts = 5;             // R restarts ...
   caf::timespan within = 60s;           // ... in T, then escalate
@@ -139,6 +179,22 @@ struct simulation_config {
   caf::timespan token_ttl = 1h;          // installation token lifetime
 };
 
+/// The HTTP(S) listener: GitHub webhooks, /metrics, /healthz, /readyz.
+struct server_config {
+  std::string listen;                     // "host:port"; "" = no listener
+  std::string tls_cert_file;              // HTTPS when both are set
+  std::string tls_key_file;
+  std::string webhook_path = "/webhook";
+  std::string webhook_queue;              // where accepted events go
+  // Files holding the webhook secrets (one each; several while rotating).
+  // Their content is secret.
+  std::vector<std::string> webhook_secret_files;
+  // "owner/repo" or "owner/*"; empty = every repository.
+  std::vector<std::string> allowed_repositories;
+  int64_t max_body_bytes = 1024 * 1024;
+  int32_t threads = 8;                    // request handler threads
+};
+
 struct logging_config {
   std::string level = "info"; // trace, debug, info, warn, error, off
   std::string format = "logfmt"; // logfmt or json
@@ -152,9 +208,12 @@ struct config {
   http_config http;
   scaler_config scaler;
   retry_config retry;
+  poll_loops_config poll_loops;
+  job_retry_config job_retry;
   supervision_config supervision;
   timeouts_config timeouts;
   simulation_config simulation;
+  server_config server;
   logging_config logging;
 
   const queue_config* find_queue(const std::string& name) const;

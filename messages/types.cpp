@@ -196,6 +196,13 @@ const github_app_config* config::find_app(const std::string& name) const {
   return find_named(github_apps, name);
 }
 
+const std::string* find_tag(const std::vector<tag>& tags, const std::string& key) {
+  for (auto& t : tags)
+    if (t.key == key)
+      return &t.value;
+  return nullptr;
+}
+
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::ghscale>();
   cfg.add_message_type<std::vector<std::string>>("std::vector<std::string>");
@@ -207,6 +214,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<installation_client_actor>(
     "ghscale::installation_client_actor");
   cfg.add_message_type<sim_cloud_actor>("ghscale::sim_cloud_actor");
+  cfg.add_message_type<poller_actor>("ghscale::poller_actor");
   cfg.add_error_category(
     caf::atom("ghscale"),
     [](uint8_t code, caf::atom_value, const caf::message& ctx) {

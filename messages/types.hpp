@@ -102,12 +102,16 @@ struct job_event {
   std::vector<std::string> labels;
   std::string runner_name; // in_progress / completed: the runner that took it
   int32_t retry_counter = 0; // from the Lambda format; 0 for raw webhooks
+  /// GitHub's `created_at` and `started_at` of the job (Unix time; 0 when
+  /// the body has none): time-to-start is their difference.
+  caf::timespan created_at{0};
+  caf::timespan started_at{0};
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, job_event& x) {
   return f(caf::meta::type_name("ghscale::job_event"), x.action, x.key,
            x.run_id, x.repository, x.installation_id, x.labels, x.runner_name,
-           x.retry_counter);
+           x.retry_counter, x.created_at, x.started_at);
 }
 
 // -- queues ------------------------------------------------------------------
@@ -208,11 +212,12 @@ struct pending_job {
   std::string receipt;
   job_event event;
   int32_t receive_count = 1;
+  caf::timespan sent_at{0}; // when its message was first queued (actor clock)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pending_job& x) {
   return f(caf::meta::type_name("ghscale::pending_job"), x.receipt, x.event,
-           x.receive_count);
+           x.receive_count, x.sent_at);
 }
 
 struct scale_request {
@@ -326,11 +331,14 @@ struct launch_request {
   std::string pool;
   std::string client_token;
   std::vector<runner_spec> runners;
+  /// On-demand whatever the pool's capacity type (replacements for spot
+  /// interruptions).
+  bool on_demand = false;
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, launch_request& x) {
   return f(caf::meta::type_name("ghscale::launch_request"), x.pool,
-           x.client_token, x.runners);
+           x.client_token, x.runners, x.on_demand);
 }
 
 /// A runner whose instance came up and received its config.
@@ -410,6 +418,9 @@ typename Inspector::result_type inspect(Inspector& f, ledger_counts& x) {
 struct tag {
   std::string key;
   std::string value;
+  friend bool operator==(const tag& a, const tag& b) {
+    return a.key == b.key && a.value == b.value;
+  }
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tag& x) {
@@ -488,6 +499,26 @@ typename Inspector::result_type inspect(Inspector& f, instance_info& x) {
   return f(caf::meta::type_name("ghscale::instance_info"), x.instance_id,
            x.instance_type, x.state, x.capacity, x.launched_at, x.tags);
 }
+
+/// The instance tags ghscale writes and reads.
+namespace tag_key {
+constexpr const char* pool = "ghscale:pool";
+constexpr const char* client_token = "ghscale:token";
+/// Where the instance's runner registers ("org" or "org/repo"), the owner's
+/// type ("Organization" or "User") and the App installation: the reaper
+/// lists registrations there, even after a restart.
+constexpr const char* owner = "ghscale:owner";
+constexpr const char* owner_type = "ghscale:owner-type";
+constexpr const char* installation = "ghscale:installation";
+/// Set by the reaper on an instance without a registration past its boot
+/// time; terminated at the next pass unless it registered meanwhile.
+constexpr const char* orphan = "ghscale:orphan";
+/// Set by operators: the reaper never touches the instance.
+constexpr const char* bypass_removal = "ghscale:bypass-removal";
+} // namespace tag_key
+
+/// The value of tag `key`, or nullptr.
+const std::string* find_tag(const std::vector<tag>& tags, const std::string& key);
 
 /// DescribeInstances with tag filters; `include_terminated` off by default.
 struct instance_filter {
@@ -698,6 +729,9 @@ typename Inspector::result_type inspect(Inspector& f, budget_status& x) {
 
 // -- poll loops (token registry) ---------------------------------------------
 
+/// A poll loop's lease: the queue it polls, the token it holds (revoked on
+/// scale-down) and its loop id (replaced when the loop goes quiet, which
+/// fences out the old loop if it was only slow).
 struct lease {
   std::string queue;
   std::string token;
@@ -711,35 +745,155 @@ typename Inspector::result_type inspect(Inspector& f, lease& x) {
 enum class heartbeat_verdict : uint8_t { keep_going, stop };
 std::string to_string(heartbeat_verdict x);
 
+/// The registry's view of one queue's poll loops.
+struct queue_loops {
+  std::string queue;
+  int32_t loops = 0;        // leases held now
+  int32_t min_loops = 0;
+  int32_t max_loops = 0;
+  bool alarm = false;       // depth went high and has not come back to normal
+  queue_depth depth;        // last sample
+  int64_t scaled_up = 0;    // loops added for depth
+  int64_t scaled_down = 0;  // loops revoked for depth
+  int64_t revived = 0;      // loops replaced because they died or went quiet
+  int64_t fenced = 0;       // heartbeats refused (revoked token, old loop id)
+  /// Longest time from a replaced loop's last heartbeat (or its death, when
+  /// it crashed) to its replacement's start, in seconds.
+  double max_revival_seconds = 0;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_loops& x) {
+  return f(caf::meta::type_name("ghscale::queue_loops"), x.queue, x.loops,
+           x.min_loops, x.max_loops, x.alarm, x.depth, x.scaled_up,
+           x.scaled_down, x.revived, x.fenced, x.max_revival_seconds);
+}
+
+struct registry_status {
+  std::vector<queue_loops> queues;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_status& x) {
+  return f(caf::meta::type_name("ghscale::registry_status"), x.queues);
+}
+
 // -- reaper and job retry ------------------------------------------------------
 
-/// What one scale-down pass did, for logs and tests.
+/// A GitHub runner registration as one reconciliation saw it, with where it
+/// is registered (the janitor needs both to delete it).
+struct registration_seen {
+  runner_info runner;
+  repository_ref target;
+  int64_t installation_id = 0;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registration_seen& x) {
+  return f(caf::meta::type_name("ghscale::registration_seen"), x.runner,
+           x.target, x.installation_id);
+}
+
+/// What one reconciliation pass saw of a pool: its instances on EC2 and its
+/// runners' registrations on GitHub. `asked_at` is when the DescribeInstances
+/// call went out (actor clock, since its epoch): runners launched after it
+/// could not be listed and are left alone.
+struct pool_inventory {
+  std::vector<instance_info> instances;
+  std::vector<registration_seen> registrations;
+  /// False when some target could not be listed: no registration is then
+  /// inferred missing (no orphans, no ghosts from this pass).
+  bool registrations_complete = true;
+  caf::timespan asked_at{0};
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_inventory& x) {
+  return f(caf::meta::type_name("ghscale::pool_inventory"), x.instances,
+           x.registrations, x.registrations_complete, x.asked_at);
+}
+
+/// One runner as the ledger knows it after a reconciliation, for the reaper.
+/// Times are on the actor clock (since its epoch).
+struct runner_view {
+  std::string instance_id;
+  std::string runner_name;
+  runner_state state = runner_state::pending;
+  job_key job;               // job_id 0: idle top-up or found by reconciliation
+  repository_ref target;     // where it registers (empty owner if unknown)
+  int64_t installation_id = 0;
+  int64_t runner_id = 0;     // GitHub's id, 0 until a registration was seen
+  caf::timespan launched_at{0};
+  caf::timespan idle_since{0}; // ready: since when
+  bool registered = false;   // a registration was seen by this pass
+  bool orphan_tagged = false;  // carries the orphan tag from a previous pass
+  bool bypass_removal = false; // carries the bypass tag: never touched
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, runner_view& x) {
+  return f(caf::meta::type_name("ghscale::runner_view"), x.instance_id,
+           x.runner_name, x.state, x.job, x.target, x.installation_id,
+           x.runner_id, x.launched_at, x.idle_since, x.registered,
+           x.orphan_tagged, x.bypass_removal);
+}
+
+/// The ledger's answer to a reconciliation: its runners (launched ones, not
+/// requested slots) and the registrations of this pool whose instance is
+/// gone (ghosts).
+struct pool_view {
+  std::vector<runner_view> runners;
+  std::vector<registration_seen> ghosts;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_view& x) {
+  return f(caf::meta::type_name("ghscale::pool_view"), x.runners, x.ghosts);
+}
+
+/// What one scale-down pass did, for logs, metrics and tests.
 struct reap_report {
   int32_t idle_retired = 0;
   int32_t kept_busy = 0;
   int32_t orphans_tagged = 0;
   int32_t orphans_terminated = 0;
   int32_t ghosts_deleted = 0;
-  int32_t api_calls = 0;
+  int32_t bypassed = 0;
+  int32_t api_calls = 0; // EC2 and GitHub calls this pass made
+  int32_t errors = 0;    // calls that failed (logged; the next pass retries)
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reap_report& x) {
   return f(caf::meta::type_name("ghscale::reap_report"), x.idle_retired,
            x.kept_busy, x.orphans_tagged, x.orphans_terminated, x.ghosts_deleted,
-           x.api_calls);
+           x.bypassed, x.api_calls, x.errors);
 }
 
-/// A job to re-check after `delay` (reusable-runner or over-the-cap jobs).
+/// A job to re-check later: its message was acked, but the runner it got
+/// may be taken by another job (reusable runners) or it got none (a
+/// reusable pool over its cap). Job retry counts the attempts per job.
 struct recheck {
   std::string pool;
   job_event event;
-  int32_t attempt = 0;
-  caf::timespan delay{0};
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, recheck& x) {
-  return f(caf::meta::type_name("ghscale::recheck"), x.pool, x.event,
-           x.attempt, x.delay);
+  return f(caf::meta::type_name("ghscale::recheck"), x.pool, x.event);
+}
+
+/// A spot interruption warning for one of a pool's runners, as the ledger
+/// recorded it: whether it knew the instance, and the job that still needs
+/// a runner because of it (job_id 0: none).
+struct interruption {
+  bool known = false;
+  std::string runner_name;
+  int64_t runner_id = 0;
+  repository_ref target;
+  int64_t installation_id = 0;
+  runner_spec replacement;
+  /// The reservation holding the replacement's slot (0: none, either no job
+  /// needs one or it waits for capacity); report its launch under this id.
+  uint64_t reservation = 0;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, interruption& x) {
+  return f(caf::meta::type_name("ghscale::interruption"), x.known,
+           x.runner_name, x.runner_id, x.target, x.installation_id,
+           x.replacement, x.reservation);
 }
 
 // -- node --------------------------------------------------------------------
@@ -873,6 +1027,9 @@ typename Inspector::result_type inspect(Inspector& f, sim_job& x) {
 ///   ec2_capacity: CreateFleet has no capacity for `instance_type` ("" = all)
 ///   ec2_throttle: CreateFleet and DescribeInstances answer throttled
 ///   ec2_partial: CreateFleet fills only `rate` of the requested count
+///   spot_interruption: at once, `rate` of the live spot instances (of
+///     `instance_type`, "" = all) get EC2's two-minute warning on the
+///     connected queue, then are reclaimed; `duration` is unused
 struct sim_fault {
   std::string kind;
   std::string instance_type;

@@ -439,6 +439,53 @@ TEST(ConfigValidation, QueueValues) {
   EXPECT_TRUE(parse_config(queue("wait_time = \"0s\""), "t.toml"));
 }
 
+TEST(ConfigValidation, PollLoopsReaperJobRetryAndServer) {
+  expect_rejections({
+    {minimal + "[[queues]]\nname = \"q\"\nscale_up_depth = 5\n",
+     "t.toml:16:1: queues[2].scale_up_depth: ", "must be > scale_down_depth (10)"},
+    {minimal + "[[queues]]\nname = \"q\"\nbackend = \"remote\"\n"
+               "url = \"https://sqs/q\"\nstorage = \"/tmp/q.db\"\n",
+     "t.toml:18:1: queues[2].storage: ", "only embedded queues have local storage"},
+    {minimal + "reap_interval = \"0s\"\n", "t.toml:14:1: pools[0].reap_interval: ",
+     "must be > 0s"},
+    {minimal + "idle_schedule = [{ cron = \"* 25 * * *\", min_idle = 1 }]\n",
+     "t.toml:14:", "pools[0].idle_schedule[0]"},
+    {minimal + "idle_schedule = [{ cron = \"* * * * *\", timezone = \"Mars/Olympus\" }]\n",
+     "t.toml:14:", "Mars/Olympus"},
+    {minimal + "idle_schedule = [{ cron = \"* * * * *\", min_idle = 11 }]\n",
+     "t.toml:14:", "min_idle: must be within 0..10 (got 11)"},
+    {minimal + "idle_schedule = [{ cron = \"* * * * *\", idle = 1 }]\n",
+     "t.toml:14:", "unknown key 'idle' in pools[0].idle_schedule[0]"},
+    {minimal + "[poll_loops]\nstale_after = \"5s\"\n",
+     "t.toml:15:1: poll_loops.stale_after: ", "must be >= twice poll_loops.heartbeat (10s)"},
+    {minimal + "[job_retry]\nmax_attempts = 0\n", "t.toml:15:1: job_retry.max_attempts: ",
+     "must be >= 1"},
+    {minimal + "[job_retry]\ndelay = \"1h\"\n", "t.toml:15:1: job_retry.delay: ",
+     "must be <= max_delay (10m)"},
+    {minimal + "[server]\nlisten = \"8080\"\n", "t.toml:15:1: server.listen: ",
+     "must be host:port"},
+    {minimal + "[server]\nlisten = \":8080\"\nwebhook_queue = \"nope\"\n",
+     "t.toml:16:1: server.webhook_queue: ", "names no configured queue 'nope'"},
+    {minimal + "[server]\nlisten = \":8080\"\nwebhook_queue = \"jobs\"\n",
+     "server.webhook_secret_files", "must not be empty"},
+  });
+  auto cfg = parse_config(
+    minimal
+      + "idle_schedule = [{ cron = \"*/5 8-18 * * mon-fri\", timezone = \"Europe/Berlin\", min_idle = 2 }]\n"
+        "[server]\nlisten = \"127.0.0.1:8080\"\nwebhook_queue = \"jobs\"\n"
+        "webhook_secret_files = [\"/run/secret\"]\n",
+    "t.toml");
+  ASSERT_TRUE(cfg) << error_text(cfg);
+  ASSERT_EQ(cfg->pools[0].idle_schedule.size(), 1u);
+  EXPECT_EQ(cfg->pools[0].idle_schedule[0].timezone, "Europe/Berlin");
+  EXPECT_EQ(cfg->pools[0].idle_schedule[0].min_idle, 2);
+  EXPECT_EQ(cfg->server.webhook_queue, "jobs");
+  // Rendering writes the schedule inline, and it reads back the same.
+  auto again = parse_config(render_config(*cfg), "rendered");
+  ASSERT_TRUE(again) << error_text(again);
+  EXPECT_EQ(again->pools[0].idle_schedule[0].cron, "*/5 8-18 * * mon-fri");
+}
+
 TEST(ConfigValidation, PoolValues) {
   expect_rejections({
     {minimal + "max_runners = 0\n", "t.toml:14:1: pools[0].max_runners: ", "must be >= 1"},

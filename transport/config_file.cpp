@@ -1,6 +1,7 @@
 #include "transport/config_file.hpp"
 
 #include "transport/files.hpp"
+#include "transport/idle_schedule.hpp"
 
 #include <toml++/toml.h>
 
@@ -293,6 +294,11 @@ public:
       value_reader{*node, child_path(path_, key), diag_}.read(out, options);
   }
 
+  /// A pool's idle schedule: an array of tables inside the pool's table.
+  void operator()(const char* key, std::vector<idle_window>& out) {
+    list(key, out);
+  }
+
   /// A `[key]` table.
   template <class Section>
   void section(const char* key, Section& out);
@@ -347,6 +353,16 @@ fields_of<Fields, queue_config> visit_fields(Visitor& f, Fields& x) {
   f("max_receive_count", x.max_receive_count);
   f("min_loops", x.min_loops);
   f("max_loops", x.max_loops);
+  f("scale_up_depth", x.scale_up_depth);
+  f("scale_down_depth", x.scale_down_depth);
+  f("storage", x.storage);
+}
+
+template <class Visitor, class Fields>
+fields_of<Fields, idle_window> visit_fields(Visitor& f, Fields& x) {
+  f("cron", x.cron);
+  f("timezone", x.timezone);
+  f("min_idle", x.min_idle);
 }
 
 template <class Visitor, class Fields>
@@ -384,6 +400,11 @@ fields_of<Fields, pool_config> visit_fields(Visitor& f, Fields& x) {
   f("capacity", x.capacity, capacity_names);
   f("on_demand_failover", x.on_demand_failover);
   f("job_queued_check", x.job_queued_check);
+  f("reap_interval", x.reap_interval);
+  f("minimum_running_time", x.minimum_running_time);
+  f("boot_time", x.boot_time);
+  f("idle_schedule", x.idle_schedule);
+  f("on_demand_after_interruption", x.on_demand_after_interruption);
 }
 
 template <class Visitor, class Fields>
@@ -418,6 +439,35 @@ fields_of<Fields, retry_config> visit_fields(Visitor& f, Fields& x) {
   f("base", x.base);
   f("max", x.max);
   f("jitter", x.jitter);
+}
+
+template <class Visitor, class Fields>
+fields_of<Fields, poll_loops_config> visit_fields(Visitor& f, Fields& x) {
+  f("heartbeat", x.heartbeat);
+  f("stale_after", x.stale_after);
+  f("sample_every", x.sample_every);
+}
+
+template <class Visitor, class Fields>
+fields_of<Fields, job_retry_config> visit_fields(Visitor& f, Fields& x) {
+  f("enabled", x.enabled);
+  f("delay", x.delay);
+  f("max_delay", x.max_delay);
+  f("max_attempts", x.max_attempts);
+  f("jitter", x.jitter);
+}
+
+template <class Visitor, class Fields>
+fields_of<Fields, server_config> visit_fields(Visitor& f, Fields& x) {
+  f("listen", x.listen);
+  f("tls_cert_file", x.tls_cert_file);
+  f("tls_key_file", x.tls_key_file);
+  f("webhook_path", x.webhook_path);
+  f("webhook_queue", x.webhook_queue);
+  f("webhook_secret_files", x.webhook_secret_files);
+  f("allowed_repositories", x.allowed_repositories);
+  f("max_body_bytes", x.max_body_bytes);
+  f("threads", x.threads);
 }
 
 template <class Visitor, class Fields>
@@ -469,9 +519,12 @@ void visit_sections(Visitor& f, Config& cfg) {
   f.list("pools", cfg.pools);
   f.section("scaler", cfg.scaler);
   f.section("retry", cfg.retry);
+  f.section("poll_loops", cfg.poll_loops);
+  f.section("job_retry", cfg.job_retry);
   f.section("supervision", cfg.supervision);
   f.section("timeouts", cfg.timeouts);
   f.section("simulation", cfg.simulation);
+  f.section("server", cfg.server);
   f.section("logging", cfg.logging);
 }
 
@@ -670,6 +723,14 @@ void check_queue(const config& cfg, size_t index, diagnostics& diag) {
   require_at_least(diag, key("min_loops"), q.min_loops, 1);
   require_ordered<int64_t>(diag, at, "min_loops", q.min_loops, "max_loops",
                            q.max_loops);
+  require_at_least(diag, key("scale_down_depth"), q.scale_down_depth, 0);
+  if (q.scale_down_depth >= q.scale_up_depth)
+    diag.error(key("scale_up_depth"),
+               "must be > scale_down_depth (" + std::to_string(q.scale_down_depth)
+                 + "): the band between them is the hysteresis");
+  if (!q.storage.empty())
+    diag.require(q.backend == backend_kind::embedded, key("storage"),
+                 "only embedded queues have local storage");
 }
 
 void check_app(const github_app_config& app, size_t index, diagnostics& diag) {
@@ -727,6 +788,17 @@ void check_pool(const config& cfg, size_t index, diagnostics& diag) {
   for (size_t i = 0; i < p.on_demand_failover.size(); ++i)
     require_set(diag, element_path(key("on_demand_failover"), i),
                 p.on_demand_failover[i]);
+  require_positive(diag, key("reap_interval"), p.reap_interval);
+  require_non_negative(diag, key("minimum_running_time"), p.minimum_running_time);
+  require_positive(diag, key("boot_time"), p.boot_time);
+  for (size_t i = 0; i < p.idle_schedule.size(); ++i) {
+    auto window = element_path(key("idle_schedule"), i);
+    auto& w = p.idle_schedule[i];
+    require_within(diag, child_path(window, "min_idle"), w.min_idle, 0,
+                   p.max_runners);
+    if (auto err = check_idle_schedule({w}))
+      diag.error(window, describe(err));
+  }
 }
 
 /// A queue that feeds a pool must be able to dead-letter what never works.
@@ -757,6 +829,29 @@ void check_drain_outlasts_long_polls(const config& cfg, diagnostics& diag) {
   }
 }
 
+/// The listener: where webhooks go, how they are checked.
+void check_server(const config& cfg, diagnostics& diag) {
+  auto& srv = cfg.server;
+  if (srv.listen.empty())
+    return;
+  auto colon = srv.listen.rfind(':');
+  diag.require(colon != std::string::npos && colon + 1 < srv.listen.size(),
+               "server.listen", "must be host:port (e.g. \"0.0.0.0:8080\")");
+  if (srv.tls_cert_file.empty() != srv.tls_key_file.empty())
+    diag.error("server", "tls_cert_file and tls_key_file go together");
+  diag.require(starts_with(srv.webhook_path, "/"), "server.webhook_path",
+               "must start with '/'");
+  if (!srv.webhook_queue.empty()) {
+    diag.require(cfg.find_queue(srv.webhook_queue) != nullptr,
+                 "server.webhook_queue",
+                 "names no configured queue '" + srv.webhook_queue + "'");
+    require_entries(diag, "server.webhook_secret_files", srv.webhook_secret_files);
+  }
+  require_within(diag, "server.max_body_bytes", srv.max_body_bytes, 1024,
+                 25 * 1024 * 1024);
+  require_within(diag, "server.threads", srv.threads, 1, 256);
+}
+
 void check_sections(const config& cfg, diagnostics& diag) {
   require_set(diag, "aws.region", cfg.aws.region);
   require_url(diag, "aws.sqs_endpoint", cfg.aws.sqs_endpoint);
@@ -775,6 +870,19 @@ void check_sections(const config& cfg, diagnostics& diag) {
   require_positive(diag, "retry.base", cfg.retry.base);
   require_ordered(diag, "retry", "base", cfg.retry.base, "max", cfg.retry.max);
   require_jitter(diag, "retry.jitter", cfg.retry.jitter);
+  auto& loops = cfg.poll_loops;
+  require_positive(diag, "poll_loops.heartbeat", loops.heartbeat);
+  require_positive(diag, "poll_loops.sample_every", loops.sample_every);
+  diag.require(loops.stale_after >= 2 * loops.heartbeat, "poll_loops.stale_after",
+               "must be >= twice poll_loops.heartbeat ("
+                 + format_duration(2 * loops.heartbeat)
+                 + "): one late heartbeat must not replace a loop");
+  auto& jr = cfg.job_retry;
+  require_positive(diag, "job_retry.delay", jr.delay);
+  require_ordered(diag, "job_retry", "delay", jr.delay, "max_delay", jr.max_delay);
+  require_at_least(diag, "job_retry.max_attempts", jr.max_attempts, 1);
+  require_jitter(diag, "job_retry.jitter", jr.jitter);
+  check_server(cfg, diag);
   auto& sup = cfg.supervision;
   require_at_least(diag, "supervision.max_restarts", sup.max_restarts, 0);
   require_positive(diag, "supervision.within", sup.within);
@@ -898,6 +1006,17 @@ public:
   template <class T>
   void operator()(const char* key, T x, const choices<T>& options) {
     line(key, quoted(choice_name(options, x)));
+  }
+
+  /// Nested arrays of tables are written inline: `[[pools.x]]` headers
+  /// would need the parent's index.
+  void operator()(const char* key, const std::vector<idle_window>& xs) {
+    std::string text = "[";
+    for (auto& x : xs)
+      text += std::string{text.size() > 1 ? ", " : ""} + "{ cron = " + quoted(x.cron)
+              + ", timezone = " + quoted(x.timezone)
+              + ", min_idle = " + std::to_string(x.min_idle) + " }";
+    line(key, text + "]");
   }
 
   template <class Section>
