@@ -3,6 +3,7 @@
 #include "actors/backoff.hpp"
 #include "actors/log.hpp"
 #include "actors/routing.hpp"
+#include "transport/ec2_event.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <algorithm>
@@ -31,15 +32,27 @@ struct poller_context {
   poller_routes routes;
   retry_config retry;
   timeouts_config timeouts;
+  poll_loops_config loops;
+  lease held;
+  lease_keeper_actor registry;
   metrics_ptr stats;
 };
 using context_ptr = std::shared_ptr<const poller_context>;
 
 /// One received batch on its way to outcomes.
+/// A spot interruption warning on its way to the scalers.
+struct pending_interruption {
+  std::string receipt;
+  int32_t receive_count = 1;
+  std::string instance_id;
+};
+
 struct batch_work {
   std::vector<queue_message> messages;
   std::map<std::string, message_outcome> outcomes; // by receipt
   std::map<std::string, std::vector<pending_job>> jobs_by_pool;
+  std::vector<pending_interruption> interruptions;
+  std::map<std::string, std::string> job_by_receipt; // for the log
 };
 using work_ptr = std::shared_ptr<batch_work>;
 
@@ -93,6 +106,7 @@ void count_failures(const context_ptr& ctx, const std::string& action,
                   static_cast<int64_t>(n));
   log::warn("queue call failed for some messages",
             {{"queue", ctx->queue.name},
+             {"loop", ctx->held.loop_id},
              {"action", action},
              {"messages", static_cast<uint64_t>(n)},
              {"error", why}});
@@ -110,8 +124,18 @@ void stop(poller_pointer self, const context_ptr& ctx) {
   for (auto& waiter : self->state.drain_waiters)
     waiter.deliver(true);
   self->state.drain_waiters.clear();
-  log::info("poller stopped", {{"queue", ctx->queue.name}});
-  self->quit(caf::exit_reason::user_shutdown);
+  log::info("poller stopped",
+            {{"queue", ctx->queue.name}, {"loop", ctx->held.loop_id}});
+  self->quit();
+}
+
+/// Receive no more: stops at once when idle, else once the receive or batch
+/// in flight is settled.
+void wind_down(poller_pointer self, const context_ptr& ctx) {
+  auto& st = self->state;
+  st.draining = true;
+  if (!st.receiving && !st.processing)
+    stop(self, ctx);
 }
 
 void poll(poller_pointer self, const context_ptr& ctx);
@@ -213,6 +237,13 @@ void apply_outcomes(poller_pointer self, const context_ptr& ctx,
                      ? i->second
                      : retry_outcome(self, ctx, msg.receipt, msg.receive_count,
                                      "no outcome for the message");
+    auto job = work->job_by_receipt.find(msg.receipt);
+    log::debug("message outcome",
+               {{"queue", ctx->queue.name},
+                {"message_id", msg.message_id},
+                {"job", job != work->job_by_receipt.end() ? job->second : ""},
+                {"outcome", to_string(outcome.kind)},
+                {"reason", outcome.reason}});
     switch (outcome.kind) {
       case outcome_kind::done:
         done.push_back(msg.receipt);
@@ -224,12 +255,14 @@ void apply_outcomes(poller_pointer self, const context_ptr& ctx,
         if (ctx->dead_letter) {
           log::warn("dead-lettering message",
                     {{"queue", ctx->queue.name},
+                     {"loop", ctx->held.loop_id},
                      {"message_id", msg.message_id},
                      {"reason", outcome.reason}});
           poison.push_back(msg);
         } else {
           log::error("poison message kept: no dead-letter queue",
                      {{"queue", ctx->queue.name},
+                      {"loop", ctx->held.loop_id},
                       {"message_id", msg.message_id},
                       {"reason", outcome.reason}});
           parked.push_back(visibility_change{msg.receipt, max_visibility});
@@ -237,6 +270,12 @@ void apply_outcomes(poller_pointer self, const context_ptr& ctx,
         break;
     }
   }
+  log::info("batch outcome", {{"queue", ctx->queue.name},
+                              {"loop", ctx->held.loop_id},
+                              {"messages", static_cast<uint64_t>(work->messages.size())},
+                              {"done", static_cast<uint64_t>(done.size())},
+                              {"retry", static_cast<uint64_t>(retries.size())},
+                              {"poison", static_cast<uint64_t>(poison.size() + parked.size())}});
   auto pending = std::make_shared<countdown>(
     countdown{4, [=] { batch_settled(self, ctx); }});
   remove_messages(self, ctx, std::move(done), "acked", pending);
@@ -254,12 +293,24 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
   auto decided = [&](message_outcome o) {
     work.outcomes.emplace(msg.receipt, std::move(o));
   };
+  auto interrupted = parse_spot_interruption(msg.body);
+  if (!interrupted) {
+    decided(message_outcome{msg.receipt, outcome_kind::poison, caf::timespan{0},
+                            self->system().render(interrupted.error())});
+    return;
+  }
+  if (*interrupted) {
+    work.interruptions.push_back(
+      pending_interruption{msg.receipt, msg.receive_count, std::move(**interrupted)});
+    return;
+  }
   auto ev = parse_job_event(msg.body);
   if (!ev) {
     decided(message_outcome{msg.receipt, outcome_kind::poison, caf::timespan{0},
                             self->system().render(ev.error())});
     return;
   }
+  work.job_by_receipt.emplace(msg.receipt, to_string(ev->key));
   if (ev->action == job_action::waiting) {
     decided(done_outcome(msg.receipt, "job waits for approval"));
     return;
@@ -271,6 +322,7 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
       ctx->stats->add("ghscale_jobs_unrouted_total", {{"queue", ctx->queue.name}});
       log::warn("job matches no pool",
                 {{"queue", ctx->queue.name},
+                 {"loop", ctx->held.loop_id},
                  {"job", to_string(ev->key)},
                  {"labels", render_labels(ev->labels)}});
     }
@@ -285,13 +337,15 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
     return;
   }
   if (ctx->routes.scalers.count(pool->name) == 0) {
-    log::error("no scaler for pool", {{"pool", pool->name}});
+    log::error("no scaler for pool", {{"queue", ctx->queue.name},
+                                      {"loop", ctx->held.loop_id},
+                                      {"pool", pool->name}});
     decided(retry_outcome(self, ctx, msg.receipt, msg.receive_count,
                           "no scaler for pool " + pool->name));
     return;
   }
   work.jobs_by_pool[pool->name].push_back(
-    pending_job{msg.receipt, std::move(*ev), msg.receive_count});
+    pending_job{msg.receipt, std::move(*ev), msg.receive_count, msg.sent_at});
 }
 
 /// Keeps the scaler's outcomes for receipts it was sent, nothing else.
@@ -306,14 +360,65 @@ void accept_outcomes(const work_ptr& work, const std::vector<pending_job>& sent,
   }
 }
 
+/// The pools fed by this queue each look for the interrupted instance; the
+/// message is done once one knew it, or none did and none failed.
+void ask_about_interruption(poller_pointer self, const context_ptr& ctx,
+                            const work_ptr& work, const pending_interruption& in,
+                            countdown_ptr pending) {
+  std::vector<scaler_actor> scalers;
+  for (auto& pool : ctx->routes.pools) {
+    auto scaler = ctx->routes.scalers.find(pool.name);
+    if (pool.queue == ctx->queue.name && scaler != ctx->routes.scalers.end())
+      scalers.push_back(scaler->second);
+  }
+  struct answers {
+    size_t left;
+    bool known = false;
+    std::string failure;
+  };
+  auto got = std::make_shared<answers>(answers{scalers.size(), false, {}});
+  auto settle = [=] {
+    if (got->known || got->failure.empty())
+      work->outcomes.emplace(in.receipt,
+                             done_outcome(in.receipt,
+                                          got->known ? "spot interruption handled"
+                                                     : "interrupted instance of no pool"));
+    else
+      work->outcomes.emplace(in.receipt,
+                             retry_outcome(self, ctx, in.receipt, in.receive_count,
+                                           got->failure));
+    pending->tick();
+  };
+  if (scalers.empty()) {
+    settle();
+    return;
+  }
+  for (auto& scaler : scalers)
+    self->request(scaler, ctx->timeouts.scale, atom::interrupt_v, in.instance_id)
+      .then(
+        [=](bool known) {
+          got->known = got->known || known;
+          if (--got->left == 0)
+            settle();
+        },
+        [=](const caf::error& err) {
+          got->failure = "spot interruption: " + self->system().render(err);
+          if (--got->left == 0)
+            settle();
+        });
+}
+
 void ask_scalers(poller_pointer self, const context_ptr& ctx,
                  const work_ptr& work) {
-  if (work->jobs_by_pool.empty()) {
+  if (work->jobs_by_pool.empty() && work->interruptions.empty()) {
     apply_outcomes(self, ctx, work);
     return;
   }
-  auto pending = std::make_shared<countdown>(countdown{
-    work->jobs_by_pool.size(), [=] { apply_outcomes(self, ctx, work); }});
+  auto pending = std::make_shared<countdown>(
+    countdown{work->jobs_by_pool.size() + work->interruptions.size(),
+              [=] { apply_outcomes(self, ctx, work); }});
+  for (auto& in : work->interruptions)
+    ask_about_interruption(self, ctx, work, in, pending);
   for (auto& [pool, jobs] : work->jobs_by_pool) {
     auto& scaler = ctx->routes.scalers.at(pool);
     self->request(scaler, ctx->timeouts.scale, atom::scale_v, scale_request{jobs})
@@ -390,6 +495,7 @@ void poll(poller_pointer self, const context_ptr& ctx) {
         ctx->stats->add("ghscale_receive_errors_total", {{"queue", q.name}});
         log::warn("receive failed, polling again after a backoff",
                   {{"queue", q.name},
+                   {"loop", ctx->held.loop_id},
                    {"error", self->system().render(err)},
                    {"retry_in_ms",
                     static_cast<int64_t>(
@@ -399,27 +505,56 @@ void poll(poller_pointer self, const context_ptr& ctx) {
       });
 }
 
+// -- heartbeats ---------------------------------------------------------------------
+
+/// One heartbeat, on the loop's own timer so receives never wait for it. A
+/// reply slower than the next beat is of no use, hence that timeout. A failed
+/// heartbeat (registry restarting, timeout) changes nothing: the registry
+/// revives or fences loops by what it hears, and a loop it no longer knows is
+/// told to stop at the next heartbeat that gets through.
+void heartbeat(poller_pointer self, const context_ptr& ctx) {
+  if (self->state.draining)
+    return;
+  self->delayed_send(self, ctx->loops.heartbeat, atom::heartbeat_v);
+  self->request(ctx->registry, ctx->loops.heartbeat, atom::heartbeat_v,
+                ctx->held)
+    .then(
+      [=](heartbeat_verdict verdict) {
+        if (verdict == heartbeat_verdict::keep_going || self->state.draining)
+          return;
+        log::info("poller told to stop by the registry",
+                  {{"queue", ctx->queue.name}, {"loop", ctx->held.loop_id}});
+        wind_down(self, ctx);
+      },
+      [=](const caf::error& err) {
+        log::debug("heartbeat failed, polling on",
+                   {{"queue", ctx->queue.name},
+                    {"loop", ctx->held.loop_id},
+                    {"error", self->system().render(err)}});
+      });
+}
+
 } // namespace
 
 poller_actor::behavior_type
-poller(poller_actor::stateful_pointer<poller_state> self, queue_config queue,
-       queue_actor source, queue_actor dead_letter, poller_routes routes,
-       retry_config retry, timeouts_config timeouts, metrics_ptr stats,
+poller(poller_actor::stateful_pointer<poller_state> self, poller_setup setup,
+       lease held, lease_keeper_actor registry, metrics_ptr stats,
        uint64_t seed) {
   self->state.rng.seed(seed);
-  auto ctx = std::make_shared<const poller_context>(
-    poller_context{std::move(queue), std::move(source), std::move(dead_letter),
-                   std::move(routes), retry, timeouts, std::move(stats)});
+  auto ctx = std::make_shared<const poller_context>(poller_context{
+    std::move(setup.queue), std::move(setup.source),
+    std::move(setup.dead_letter), std::move(setup.routes), setup.retry,
+    setup.timeouts, setup.loops, std::move(held), std::move(registry),
+    std::move(stats)});
   self->send(self, atom::poll_v);
+  self->delayed_send(self, ctx->loops.heartbeat, atom::heartbeat_v);
   return {
     [=](atom::poll) { poll(self, ctx); },
+    [=](atom::heartbeat) { heartbeat(self, ctx); },
     [=](atom::drain) -> caf::result<bool> {
-      auto& st = self->state;
-      st.draining = true;
       auto promise = self->make_response_promise<bool>();
-      st.drain_waiters.push_back(promise);
-      if (!st.receiving && !st.processing)
-        stop(self, ctx);
+      self->state.drain_waiters.push_back(promise);
+      wind_down(self, ctx);
       return promise;
     },
   };

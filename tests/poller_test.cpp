@@ -6,6 +6,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 
 using namespace ghscale;
@@ -125,6 +126,8 @@ scaler_actor spawn_scaler(caf::actor_system& sys,
           return x.error();
         return *x;
       },
+      // The poller never forwards interruptions.
+      [](atom::interrupt, const std::string&) { return false; },
       [=](atom::flush, uint64_t) {
         for (auto& [promise, req] : script->held)
           promise.deliver(*script->on_flush(req));
@@ -169,6 +172,31 @@ queue_message message(std::string receipt, const job_event& ev,
   return message(std::move(receipt), to_webhook_payload(ev), receive_count);
 }
 
+/// A registry that records heartbeats and answers each with `verdict`, or
+/// with `failure` when that is set.
+struct registry_script {
+  std::vector<lease> heartbeats;
+  heartbeat_verdict verdict = heartbeat_verdict::keep_going;
+  std::optional<caf::error> failure;
+};
+
+lease_keeper_actor spawn_registry(caf::actor_system& sys,
+                                  std::shared_ptr<registry_script> script) {
+  return sys.spawn(
+    [](std::shared_ptr<registry_script> script)
+      -> lease_keeper_actor::behavior_type {
+      return {
+        [=](atom::heartbeat, const lease& held) -> caf::result<heartbeat_verdict> {
+          script->heartbeats.push_back(held);
+          if (script->failure)
+            return *script->failure;
+          return script->verdict;
+        },
+      };
+    },
+    std::move(script));
+}
+
 /// Answers every job of a request with `kind`.
 batch_outcome all(const scale_request& req, outcome_kind kind) {
   batch_outcome out;
@@ -191,6 +219,7 @@ protected:
     routes.pools.push_back(linux_pool);
     retry = retry_config{5s, 15min, 0.0};
     timeouts.scale = 10s;
+    loops.heartbeat = 5s;
   }
 
   /// Spawns the poller; it receives `batches` first, then waits.
@@ -207,8 +236,10 @@ protected:
     queue_actor dead_letter;
     if (with_dead_letter)
       dead_letter = dlq;
-    loop = stop_at_teardown(sys.spawn(poller, queue, source, dead_letter, routes,
-                                      retry, timeouts, stats, 1));
+    auto registry = stop_at_teardown(spawn_registry(sys, registry_calls));
+    poller_setup setup{queue, source, dead_letter, routes, retry, timeouts, loops};
+    loop = stop_at_teardown(
+      sys.spawn(poller, setup, held, registry, stats, uint64_t{1}));
     source_handle = source;
     scaler_handle = scaler;
     sched.run();
@@ -224,6 +255,10 @@ protected:
   poller_routes routes;
   retry_config retry;
   timeouts_config timeouts;
+  poll_loops_config loops;
+  lease held{"jobs", "token-1", 7};
+  std::shared_ptr<registry_script> registry_calls
+    = std::make_shared<registry_script>();
   std::shared_ptr<queue_script> source_script = std::make_shared<queue_script>();
   std::shared_ptr<queue_script> dlq_script = std::make_shared<queue_script>();
   std::shared_ptr<scaler_script> scaler_calls = std::make_shared<scaler_script>();
@@ -428,4 +463,79 @@ TEST_F(PollerTest, DrainWhenIdleStopsAtOnce) {
   sched.advance_time(5s);
   sched.run();
   EXPECT_EQ(source_script->receive_calls.size(), 1u);
+}
+
+TEST_F(PollerTest, HeartbeatsItsLeaseOnItsOwnTimer) {
+  start({});
+  // The first receive went out at once, without waiting for a heartbeat.
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  EXPECT_TRUE(registry_calls->heartbeats.empty());
+  advance(5s);
+  ASSERT_EQ(registry_calls->heartbeats.size(), 1u);
+  EXPECT_EQ(registry_calls->heartbeats[0].queue, "jobs");
+  EXPECT_EQ(registry_calls->heartbeats[0].token, "token-1");
+  EXPECT_EQ(registry_calls->heartbeats[0].loop_id, 7u);
+  advance(5s);
+  EXPECT_EQ(registry_calls->heartbeats.size(), 2u);
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+}
+
+TEST_F(PollerTest, StopVerdictFinishesTheBatchInFlightThenStops) {
+  scaler_calls->on_flush = [](const scale_request& req) {
+    return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
+  };
+  registry_calls->verdict = heartbeat_verdict::stop;
+  start({{message("m1", event(job_action::queued, 1))}});
+  self->monitor(loop);
+  ASSERT_EQ(scaler_calls->held.size(), 1u);
+  advance(5s);
+  ASSERT_EQ(registry_calls->heartbeats.size(), 1u);
+  EXPECT_FALSE(down_reason()) << "stopped before its batch was settled";
+  EXPECT_TRUE(source_script->removes.empty());
+  self->send(scaler_handle, atom::flush_v, uint64_t{0});
+  sched.run();
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  auto reason = down_reason();
+  ASSERT_TRUE(reason) << "still running after its batch";
+  EXPECT_FALSE(*reason) << "stopped with " << sys.render(*reason);
+  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  EXPECT_EQ(registry_calls->heartbeats.size(), 1u);
+}
+
+TEST_F(PollerTest, StopVerdictDuringAReceiveReleasesWhatItReturns) {
+  registry_calls->verdict = heartbeat_verdict::stop;
+  start({});
+  self->monitor(loop);
+  advance(5s);
+  EXPECT_FALSE(down_reason());
+  source_script->receives.push_back(
+    received_batch{{message("m1", event(job_action::queued, 1))}});
+  self->send(source_handle, atom::flush_v);
+  sched.run();
+  EXPECT_TRUE(scaler_calls->calls.empty());
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  EXPECT_EQ(source_script->visibility[0].at(0).delay, caf::timespan{0});
+  auto reason = down_reason();
+  ASSERT_TRUE(reason);
+  EXPECT_FALSE(*reason);
+}
+
+TEST_F(PollerTest, IgnoresFailedHeartbeats) {
+  registry_calls->failure = caf::make_error(errc::unavailable, "registry restarting");
+  scaler_calls->answer = [](const scale_request& req) {
+    return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
+  };
+  start({});
+  self->monitor(loop);
+  advance(15s);
+  EXPECT_EQ(registry_calls->heartbeats.size(), 3u);
+  EXPECT_FALSE(down_reason());
+  source_script->receives.push_back(
+    received_batch{{message("m1", event(job_action::queued, 1))}});
+  self->send(source_handle, atom::flush_v);
+  sched.run();
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->receive_calls.size(), 2u);
+  EXPECT_FALSE(down_reason());
 }
