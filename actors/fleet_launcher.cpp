@@ -26,15 +26,36 @@ void count_aws_call(launcher_ptr self, const char* api) {
 
 // -- building requests -------------------------------------------------------------
 
+/// Where a runner registers, as instance tags: the reaper lists the
+/// registrations there, even after a restart lost the ledger.
+std::vector<tag> target_tags(const runner_spec& spec) {
+  return {{tag_key::owner, spec.target.full_name()},
+          {tag_key::owner_type, to_string(spec.target.type)},
+          {tag_key::installation, std::to_string(spec.installation_id)}};
+}
+
+/// Whether every runner of a launch registers at the same place, so
+/// CreateFleet can tag all its instances with it.
+bool one_target(const launch_request& req) {
+  return std::all_of(req.runners.begin(), req.runners.end(), [&](auto& spec) {
+    return spec.target == req.runners.front().target
+           && spec.installation_id == req.runners.front().installation_id;
+  });
+}
+
 fleet_request fleet_call_for(const pool_config& pool, const launch_request& req) {
   fleet_request call;
   call.client_token = req.client_token;
   call.launch_template = pool.launch_template;
   call.instance_types = pool.instance_types;
   call.subnets = pool.subnets;
-  call.capacity = pool.capacity;
+  call.capacity = req.on_demand ? capacity_type::on_demand : pool.capacity;
   call.count = static_cast<int32_t>(req.runners.size());
-  call.tags = {{"ghscale:pool", pool.name}, {"ghscale:token", req.client_token}};
+  call.tags = {{tag_key::pool, pool.name}, {tag_key::client_token, req.client_token}};
+  if (!req.runners.empty() && one_target(req)) {
+    auto targets = target_tags(req.runners.front());
+    call.tags.insert(call.tags.end(), targets.begin(), targets.end());
+  }
   return call;
 }
 
@@ -242,8 +263,36 @@ void hand_over(launcher_ptr self, uint64_t id, size_t index) {
 
 /// Instances go to specs in request order; specs left over fail with the
 /// code of the shortfall.
+/// A launch for several targets could not tag its instances in CreateFleet:
+/// one CreateTags per target. A failure is logged; the ledger still knows
+/// the targets while it runs.
+void tag_targets(launcher_ptr self, const launch_attempt& job) {
+  if (one_target(job.request))
+    return;
+  std::map<std::string, instance_tags> by_target;
+  for (size_t index = 0; index < job.instances.size(); ++index) {
+    auto& spec = job.request.runners[index];
+    auto& group = by_target[spec.target.full_name() + "#"
+                            + std::to_string(spec.installation_id)];
+    group.tags = target_tags(spec);
+    group.ids.push_back(job.instances[index].instance_id);
+  }
+  for (auto& [target, group] : by_target) {
+    count_aws_call(self, "CreateTags");
+    self->request(self->state.ec2, self->state.timeouts.aws_call, atom::add_tags_v,
+                  group)
+      .then([](const batch_result&) {},
+            [self, target = target](const caf::error& err) {
+              log::warn("tagging instances with their runner target failed",
+                        {{"target", target.substr(0, target.find('#'))},
+                         {"error", self->system().render(err)}});
+            });
+  }
+}
+
 void assign_instances(launcher_ptr self, uint64_t id) {
   auto& job = self->state.launches.at(id);
+  tag_targets(self, job);
   auto specs = job.request.runners.size();
   auto filled = job.instances.size();
   auto shortfall = job.shortfall;

@@ -295,6 +295,7 @@ runner_record& record_launch(runner_ledger_state& st, const pool_config& pool,
   r.state = runner_state::pending;
   r.job = up.job;
   r.runner_name = up.runner_name;
+  r.runner_id = up.runner_id;
   r.reservation = 0;
   r.launched_at = now;
   return put_runner(st, std::move(r));
@@ -437,6 +438,10 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
   if (ev.action == job_action::in_progress) {
     st.needs_runner.erase(ev.key); // it got one after all
     st.replacing.erase(ev.key);
+    // GitHub's own queued-to-started time, whichever runner took the job.
+    if (ev.created_at.count() > 0 && ev.started_at >= ev.created_at)
+      stats.observe("ghscale_time_to_start_seconds", {{"pool", pool.name}},
+                    seconds(ev.started_at - ev.created_at));
   }
   auto* runner = find_by_name(st, ev.runner_name);
   if (runner == nullptr) {
@@ -456,7 +461,10 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
   } else {
     auto done = pool.mode == runner_mode::ephemeral ? runner_state::completed
                                                     : runner_state::ready;
-    change_runner(st, *runner, [&](runner_record& r) { r.state = done; });
+    change_runner(st, *runner, [&](runner_record& r) {
+      r.state = done;
+      r.ready_at = now;
+    });
   }
   publish_gauges(st, pool, stats);
 }
@@ -465,16 +473,33 @@ bool instance_gone(instance_state s) {
   return s == instance_state::terminated || s == instance_state::shutting_down;
 }
 
+/// Where an instance's runner registers, from the tags the launcher wrote.
+void read_target_tags(runner_record& r, const std::vector<tag>& tags) {
+  auto owner = find_tag(tags, tag_key::owner);
+  auto installation = find_tag(tags, tag_key::installation);
+  if (owner == nullptr || installation == nullptr || !r.target.owner.empty())
+    return;
+  auto slash = owner->find('/');
+  r.target.owner = owner->substr(0, slash);
+  r.target.repo = slash == std::string::npos ? "" : owner->substr(slash + 1);
+  auto type = find_tag(tags, tag_key::owner_type);
+  r.target.type = type != nullptr && *type == "User" ? owner_type::user
+                                                      : owner_type::organization;
+  r.installation_id = std::strtoll(installation->c_str(), nullptr, 10);
+}
+
 /// Brings launched runners in line with EC2: runners whose instance is gone
 /// become terminated (those already terminated at the previous pass are
 /// dropped), unknown instances become pending runners. Runners launched
 /// after the describe call was sent are left alone: EC2 could not list them.
-void apply_inventory(ledger_pointer self, const pool_config& pool,
-                     const instance_list& inventory, time_point asked_at) {
+/// Answers the instances alive, by id.
+std::map<std::string, const instance_info*>
+apply_instances(ledger_pointer self, const pool_config& pool,
+                const std::vector<instance_info>& instances, time_point asked_at) {
   auto& st = self->state;
   auto now = self->clock().now();
   std::map<std::string, const instance_info*> alive;
-  for (auto& inst : inventory.instances)
+  for (auto& inst : instances)
     if (!instance_gone(inst.state))
       alive.emplace(inst.instance_id, &inst);
   int32_t gone = 0;
@@ -495,14 +520,23 @@ void apply_inventory(ledger_pointer self, const pool_config& pool,
   }
   int32_t added = 0;
   for (auto& [id, inst] : alive) {
-    if (st.runners.count(id) > 0)
+    auto known = st.runners.find(id);
+    if (known != st.runners.end()) {
+      auto& r = known->second;
+      r.orphan_tagged = find_tag(inst->tags, tag_key::orphan) != nullptr;
+      r.bypass_removal = find_tag(inst->tags, tag_key::bypass_removal) != nullptr;
+      read_target_tags(r, inst->tags);
       continue;
+    }
     runner_record r;
     r.id = id;
     r.state = runner_state::pending;
     r.runner_name = pool.name + "-" + id;
     r.requested_at = now;
     r.launched_at = now;
+    r.orphan_tagged = find_tag(inst->tags, tag_key::orphan) != nullptr;
+    r.bypass_removal = find_tag(inst->tags, tag_key::bypass_removal) != nullptr;
+    read_target_tags(r, inst->tags);
     put_runner(st, std::move(r));
     ++added;
   }
@@ -511,6 +545,180 @@ void apply_inventory(ledger_pointer self, const pool_config& pool,
              {"instances", static_cast<int64_t>(alive.size())},
              {"added", added},
              {"gone", gone}});
+  return alive;
+}
+
+/// A runner's registration as GitHub lists it: busy runners run a job,
+/// online idle ones are ready; a registration that vanished means an
+/// ephemeral runner finished.
+void apply_registration(runner_ledger_state& st, const pool_config& pool,
+                        metrics& stats, runner_record& r,
+                        const registration_seen* seen, bool complete,
+                        time_point now) {
+  if (seen == nullptr) {
+    if (!complete)
+      return;
+    bool was_registered = r.registered;
+    r.registered = false;
+    if (was_registered && pool.mode == runner_mode::ephemeral
+        && (r.state == runner_state::ready || r.state == runner_state::running))
+      change_runner(st, r, [](runner_record& x) { x.state = runner_state::completed; });
+    return;
+  }
+  r.registered = true;
+  r.runner_id = seen->runner.id;
+  if (r.target.owner.empty()) {
+    r.target = seen->target;
+    r.installation_id = seen->installation_id;
+  }
+  if (seen->runner.busy) {
+    if (r.state == runner_state::pending || r.state == runner_state::ready)
+      change_runner(st, r, [&](runner_record& x) {
+        x.state = runner_state::running;
+        x.started_at = now;
+      });
+    return;
+  }
+  if (seen->runner.status != "online")
+    return;
+  if (r.state == runner_state::pending) {
+    stats.observe("ghscale_time_to_ready_seconds", {{"pool", pool.name}},
+                  seconds(now - r.launched_at));
+    change_runner(st, r, [&](runner_record& x) {
+      x.state = runner_state::ready;
+      x.ready_at = now;
+    });
+  } else if (r.state == runner_state::running) {
+    auto done = pool.mode == runner_mode::ephemeral ? runner_state::completed
+                                                    : runner_state::ready;
+    change_runner(st, r, [&](runner_record& x) {
+      x.state = done;
+      x.ready_at = now;
+    });
+  }
+}
+
+runner_view view_of(const runner_record& r) {
+  runner_view v;
+  v.instance_id = r.id;
+  v.runner_name = r.runner_name;
+  v.state = r.state;
+  v.job = r.job;
+  v.target = r.target;
+  v.installation_id = r.installation_id;
+  v.runner_id = r.runner_id;
+  v.launched_at = r.launched_at.time_since_epoch();
+  v.idle_since = r.ready_at.time_since_epoch();
+  v.registered = r.registered;
+  v.orphan_tagged = r.orphan_tagged;
+  v.bypass_removal = r.bypass_removal;
+  return v;
+}
+
+/// Applies a reaper pass's inventory; answers the runners and the ghosts:
+/// registrations of this pool whose instance is neither alive on EC2 nor
+/// launched after the inventory was taken.
+pool_view apply_pool_inventory(ledger_pointer self, const pool_config& pool,
+                               metrics& stats, const pool_inventory& inv) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  auto asked_at = time_point{inv.asked_at};
+  auto alive = apply_instances(self, pool, inv.instances, asked_at);
+  std::map<std::string, const registration_seen*> by_name;
+  for (auto& seen : inv.registrations)
+    by_name.emplace(seen.runner.name, &seen);
+  pool_view out;
+  for (auto& [id, r] : st.runners) {
+    if (r.state == runner_state::requested || r.state == runner_state::terminated)
+      continue;
+    auto seen = by_name.find(r.runner_name);
+    apply_registration(st, pool, stats, r,
+                       seen == by_name.end() ? nullptr : seen->second,
+                       inv.registrations_complete, now);
+    out.runners.push_back(view_of(r));
+  }
+  auto prefix = pool.name + "-";
+  for (auto& seen : inv.registrations) {
+    auto& name = seen.runner.name;
+    if (name.rfind(prefix, 0) != 0)
+      continue;
+    auto instance = name.substr(prefix.size());
+    if (alive.count(instance) > 0)
+      continue;
+    auto known = st.runners.find(instance);
+    bool launched_since = known != st.runners.end()
+                          && known->second.state != runner_state::terminated
+                          && known->second.launched_at > asked_at;
+    if (!launched_since)
+      out.ghosts.push_back(seen);
+  }
+  publish_gauges(st, pool, stats);
+  return out;
+}
+
+/// The reaper terminated these instances: they stop counting at once.
+void mark_terminated(runner_ledger_state& st, const instance_ids& ids) {
+  for (auto& id : ids.ids) {
+    auto i = st.runners.find(id);
+    if (i != st.runners.end())
+      change_runner(st, i->second, [](runner_record& x) {
+        x.state = runner_state::terminated;
+      });
+  }
+}
+
+/// Whether `job` has a runner requested, launched or running for it. A
+/// reusable pool's runners take any job: any runner not yet busy counts.
+bool runner_on_its_way(const runner_ledger_state& st, const pool_config& pool,
+                       const job_key& job) {
+  if (pool.mode == runner_mode::reusable)
+    return runners_in(st, runner_state::requested)
+             + runners_in(st, runner_state::pending)
+             + runners_in(st, runner_state::ready)
+           > 0;
+  return st.served.count(job) > 0 && st.needs_runner.count(job) == 0;
+}
+
+/// A spot interruption warning: the runner is marked (the scaler
+/// deregisters it) and, if the job it was launched for has not started, a
+/// replacement slot is reserved for it now, or queued for the next
+/// reservation when the pool is at its cap.
+interruption interrupt_runner(ledger_pointer self, const pool_config& pool,
+                              metrics& stats, const std::string& instance_id) {
+  auto& st = self->state;
+  interruption out;
+  auto i = st.runners.find(instance_id);
+  if (i == st.runners.end() || i->second.interrupted)
+    return out;
+  auto& r = i->second;
+  r.interrupted = true;
+  out.known = true;
+  out.runner_name = r.runner_name;
+  out.runner_id = r.runner_id;
+  out.target = r.target;
+  out.installation_id = r.installation_id;
+  stats.add("ghscale_spot_interruptions_total", {{"pool", pool.name}});
+  if (r.is_topup() || !unstarted(r.state) || r.target.owner.empty())
+    return out;
+  runner_spec spec{r.job, r.target, r.installation_id};
+  // The job no longer counts on this runner: make its unstarted runner an
+  // idle one, so the replacement is what serves it.
+  change_runner(st, r, [](runner_record& x) { x.job = job_key{0, 0}; });
+  if (active_runners(st) < pool.max_runners) {
+    out.reservation = st.next_reservation++;
+    add_requested_slot(st, out.reservation, 0, spec, self->clock().now());
+    st.replacing.emplace(spec.job, spec);
+    out.replacement = spec;
+  } else {
+    st.needs_runner.emplace(spec.job, spec);
+  }
+  log::info("spot interruption",
+            {{"pool", pool.name},
+             {"runner", r.runner_name},
+             {"replacement", out.reservation != 0 ? "launching" : "waiting for capacity"},
+             {"job", to_string(spec.job)}});
+  publish_gauges(st, pool, stats);
+  return out;
 }
 
 void reconcile(ledger_pointer self, const pool_config& pool,
@@ -529,7 +737,7 @@ void reconcile(ledger_pointer self, const pool_config& pool,
         st.reconciling = false;
         st.reconciled = true;
         st.reconcile_failures = 0;
-        apply_inventory(self, pool, inventory, asked_at);
+        apply_instances(self, pool, inventory.instances, asked_at);
         expire_stale(self, pool, timeouts);
         publish_gauges(st, pool, *stats);
         // Reconciliations asked from outside must not start more timers.
@@ -611,6 +819,20 @@ runner_ledger(runner_ledger_actor::stateful_pointer<runner_ledger_state> self,
       return count_runners(self->state);
     },
     [=](atom::reconcile) { reconcile(self, pool, timeouts, ec2, stats); },
+    [=](atom::reconcile, const pool_inventory& inv) {
+      return apply_pool_inventory(self, pool, *stats, inv);
+    },
+    [=](atom::terminate, const instance_ids& ids) {
+      mark_terminated(self->state, ids);
+      publish_gauges(self->state, pool, *stats);
+    },
+    [=](atom::recheck, const job_key& job) {
+      expire_stale(self, pool, timeouts);
+      return runner_on_its_way(self->state, pool, job);
+    },
+    [=](atom::interrupt, const std::string& instance_id) {
+      return interrupt_runner(self, pool, *stats, instance_id);
+    },
   };
 }
 

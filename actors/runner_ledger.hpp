@@ -33,11 +33,21 @@ struct runner_record {
   repository_ref target;
   int64_t installation_id = 0;
   std::string runner_name;
+  /// GitHub's id of its registration, once known (launch or reconciliation).
+  int64_t runner_id = 0;
   /// The reservation that requested it (requested slots only).
   uint64_t reservation = 0;
   caf::actor_clock::time_point requested_at;
   caf::actor_clock::time_point launched_at;
+  caf::actor_clock::time_point ready_at; // last became ready (idle)
   caf::actor_clock::time_point started_at;
+  /// What the last reconciliation saw: a registration on GitHub, and the
+  /// instance's orphan and bypass-removal tags.
+  bool registered = false;
+  bool orphan_tagged = false;
+  bool bypass_removal = false;
+  /// A spot interruption warning came for its instance.
+  bool interrupted = false;
   bool is_topup() const noexcept { return job.job_id == 0; }
 };
 

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ struct backend_script {
   std::string failing_runner;    // registration of this runner name fails
   std::vector<int64_t> client_lookups;
   int next_instance = 1;
+  std::vector<instance_tags> tagged; // CreateTags calls
 
   fleet_instance instance(capacity_type capacity) {
     return {"i-" + std::to_string(next_instance++), "m5.large", "subnet-a",
@@ -62,7 +64,10 @@ ec2_actor::behavior_type mock_ec2(ec2_actor::pointer self,
       }
       return res;
     },
-    [](atom::add_tags, const instance_tags&) { return batch_result{}; },
+    [=](atom::add_tags, const instance_tags& tags) {
+      script->tagged.push_back(tags);
+      return batch_result{tags.ids, {}};
+    },
   };
 }
 
@@ -209,11 +214,14 @@ TEST_F(FleetLauncherTest, FullFillLaunchesEveryRunner) {
   EXPECT_EQ(call.subnets, pool.subnets);
   EXPECT_EQ(call.capacity, capacity_type::spot);
   EXPECT_EQ(call.count, 3);
-  ASSERT_EQ(call.tags.size(), 2u);
-  EXPECT_EQ(call.tags[0].key, "ghscale:pool");
-  EXPECT_EQ(call.tags[0].value, "linux");
-  EXPECT_EQ(call.tags[1].key, "ghscale:token");
-  EXPECT_EQ(call.tags[1].value, "tok-abc");
+  // One registration target for every runner: CreateFleet tags it, so the
+  // reaper finds the registrations even after a restart.
+  EXPECT_EQ(call.tags, (std::vector<tag>{{"ghscale:pool", "linux"},
+                                         {"ghscale:token", "tok-abc"},
+                                         {"ghscale:owner", "octo"},
+                                         {"ghscale:owner-type", "Organization"},
+                                         {"ghscale:installation", "7"}}));
+  EXPECT_TRUE(backend->tagged.empty());
   ASSERT_EQ(backend->registrations.size(), 3u);
   auto& reg = backend->registrations[0];
   EXPECT_EQ(reg.runner_name, "linux-i-1");
@@ -309,7 +317,7 @@ TEST_F(FleetLauncherTest, SpotShortfallFailsOverToOnDemand) {
   EXPECT_EQ(failover.client_token, "tok-abc-od");
   EXPECT_EQ(failover.capacity, capacity_type::on_demand);
   EXPECT_EQ(failover.count, 2);
-  ASSERT_EQ(failover.tags.size(), 2u);
+  ASSERT_EQ(failover.tags.size(), 5u);
   EXPECT_EQ(failover.tags[1].value, "tok-abc");
   EXPECT_EQ(stats->count("ghscale_spot_failover_total", {{"pool", "linux"}}), 1);
   EXPECT_EQ(stats->count("ghscale_launches_total",
@@ -427,3 +435,39 @@ TEST_F(FleetLauncherTest, TerminateForwardsToEc2) {
 }
 
 } // namespace
+
+TEST_F(FleetLauncherTest, LaunchesForSeveralTargetsTagEachTargetsInstances) {
+  auto launcher = start_launcher();
+  auto req = request_for(3);
+  req.runners[1].target = repository_ref{"acme", "app", owner_type::user};
+  req.runners[1].installation_id = 9;
+  auto res = launch(launcher, req);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->launched.size(), 3u);
+  ASSERT_EQ(backend->fleet_calls.size(), 1u);
+  EXPECT_EQ(backend->fleet_calls[0].tags.size(), 2u); // pool and token only
+  ASSERT_EQ(backend->tagged.size(), 2u);
+  auto by_owner = [&](const std::string& owner) -> const instance_tags& {
+    for (auto& t : backend->tagged)
+      if (t.tags[0].value == owner)
+        return t;
+    throw std::logic_error("no CreateTags for " + owner);
+  };
+  EXPECT_EQ(by_owner("octo").ids, (std::vector<std::string>{"i-1", "i-3"}));
+  auto& acme = by_owner("acme/app");
+  EXPECT_EQ(acme.ids, (std::vector<std::string>{"i-2"}));
+  EXPECT_EQ(acme.tags, (std::vector<tag>{{"ghscale:owner", "acme/app"},
+                                         {"ghscale:owner-type", "User"},
+                                         {"ghscale:installation", "9"}}));
+}
+
+TEST_F(FleetLauncherTest, OnDemandRequestsOverrideASpotPool) {
+  auto launcher = start_launcher();
+  auto req = request_for(1);
+  req.on_demand = true;
+  auto res = launch(launcher, req);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(backend->fleet_calls.size(), 1u);
+  EXPECT_EQ(backend->fleet_calls[0].capacity, capacity_type::on_demand);
+  EXPECT_EQ(res->launched[0].capacity, capacity_type::on_demand);
+}

@@ -412,6 +412,200 @@ TEST_F(RunnerLedgerTest, ReconcilesEveryFiveMinutes) {
   EXPECT_EQ(counts().terminated, 0);
 }
 
+/// A registration as GitHub lists it for the org "acme".
+registration_seen registration(std::string name, int64_t id, bool busy,
+                               std::string status = "online") {
+  return registration_seen{runner_info{id, std::move(name), std::move(status), busy, {}},
+                           {"acme", "", owner_type::organization}, 11};
+}
+
+instance_info tagged_instance(std::string id, std::vector<tag> tags) {
+  return instance_info{std::move(id), "m5.large", instance_state::running,
+                       capacity_type::spot, caf::timespan{0}, std::move(tags)};
+}
+
+TEST_F(RunnerLedgerTest, ReconciliationWithGitHubMovesRunnersThroughTheirStates) {
+  start(pool_with(5, 0));
+  auto res = reserve({job(1), job(2)});
+  ASSERT_TRUE(ask<ledger_counts>(
+    atom::report_v,
+    launch_report{res.id, {up(0, job(1), "i-a"), up(1, job(2), "i-b")}, 0}));
+  sched.advance_time(30s);
+  pool_inventory inv;
+  inv.instances = instances({"i-a", "i-b"}).instances;
+  inv.registrations = {registration("linux-i-a", 7, false),
+                       registration("linux-i-b", 8, true)};
+  inv.asked_at = sched.clock().now().time_since_epoch();
+  auto view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view) << sys.render(view.error());
+  ASSERT_EQ(view->runners.size(), 2u);
+  EXPECT_EQ(view->runners[0].state, runner_state::ready);
+  EXPECT_EQ(view->runners[0].runner_id, 7);
+  EXPECT_TRUE(view->runners[0].registered);
+  EXPECT_EQ(view->runners[0].idle_since, inv.asked_at);
+  EXPECT_EQ(view->runners[1].state, runner_state::running);
+  EXPECT_TRUE(view->ghosts.empty());
+  auto c = counts();
+  EXPECT_EQ(c.ready, 1);
+  EXPECT_EQ(c.running, 1);
+  EXPECT_EQ(stats->histograms().size(), 2u); // launch and time-to-ready
+  // The busy ephemeral runner's registration is gone: its job completed.
+  inv.registrations = {registration("linux-i-a", 7, false)};
+  view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->runners[1].state, runner_state::completed);
+  EXPECT_FALSE(view->runners[1].registered);
+  EXPECT_FALSE(check_runner_indexes(ledger_state()));
+}
+
+TEST_F(RunnerLedgerTest, IncompleteListingsInferNothingMissing) {
+  start(pool_with(5, 0), {"i-a"});
+  pool_inventory inv;
+  inv.instances = instances({"i-a"}).instances;
+  inv.registrations = {registration("linux-i-a", 7, true)};
+  auto view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->runners[0].state, runner_state::running);
+  inv.registrations.clear();
+  inv.registrations_complete = false;
+  view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->runners[0].state, runner_state::running);
+  EXPECT_TRUE(view->runners[0].registered);
+}
+
+TEST_F(RunnerLedgerTest, ReconciliationFindsGhostsAndReadsInstanceTags) {
+  start(pool_with(5, 0));
+  pool_inventory inv;
+  inv.instances = {tagged_instance("i-a", {{"ghscale:pool", "linux"},
+                                           {"ghscale:owner", "acme/app"},
+                                           {"ghscale:owner-type", "User"},
+                                           {"ghscale:installation", "42"},
+                                           {"ghscale:orphan", "true"}}),
+                   tagged_instance("i-b", {{"ghscale:bypass-removal", "true"}})};
+  inv.registrations = {registration("linux-i-gone", 9, false, "offline"),
+                       registration("other-i-x", 10, false)};
+  auto view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  ASSERT_EQ(view->runners.size(), 2u);
+  auto& a = view->runners[0];
+  EXPECT_EQ(a.target.owner, "acme");
+  EXPECT_EQ(a.target.repo, "app");
+  EXPECT_EQ(a.target.type, owner_type::user);
+  EXPECT_EQ(a.installation_id, 42);
+  EXPECT_TRUE(a.orphan_tagged);
+  EXPECT_FALSE(a.registered);
+  EXPECT_TRUE(view->runners[1].bypass_removal);
+  // Only this pool's registration whose instance is gone is a ghost.
+  ASSERT_EQ(view->ghosts.size(), 1u);
+  EXPECT_EQ(view->ghosts[0].runner.id, 9);
+}
+
+TEST_F(RunnerLedgerTest, RunnersLaunchedAfterTheInventoryAreNeitherGoneNorGhosts) {
+  start(pool_with(5, 0));
+  pool_inventory inv;
+  inv.asked_at = sched.clock().now().time_since_epoch();
+  sched.advance_time(1s);
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-new")}, 0}));
+  inv.registrations = {registration("linux-i-new", 5, false)};
+  auto view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  EXPECT_TRUE(view->ghosts.empty());
+  EXPECT_EQ(counts().terminated, 0);
+}
+
+TEST_F(RunnerLedgerTest, TerminatedByTheReaperStopsCountingAtOnce) {
+  start(pool_with(1, 0), {"i-a"});
+  EXPECT_TRUE(reserve({job(1)}).granted.empty());
+  self->send(ledger, atom::terminate_v, instance_ids{{"i-a"}});
+  sched.run();
+  EXPECT_EQ(counts().terminated, 1);
+  EXPECT_EQ(reserve({job(1)}).granted, std::vector<job_key>{job(1)});
+}
+
+TEST_F(RunnerLedgerTest, TellsJobRetryWhetherARunnerIsOnItsWay) {
+  start(pool_with(5, 0));
+  EXPECT_FALSE(*ask<bool>(atom::recheck_v, job(1)));
+  reserve({job(1)});
+  EXPECT_TRUE(*ask<bool>(atom::recheck_v, job(1)));
+  EXPECT_FALSE(*ask<bool>(atom::recheck_v, job(2)));
+}
+
+TEST_F(RunnerLedgerTest, ReusablePoolsCountAnyUnbusyRunnerAsOnItsWay) {
+  start(pool_with(5, 0, runner_mode::reusable));
+  EXPECT_FALSE(*ask<bool>(atom::recheck_v, job(2)));
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-a")}, 0}));
+  EXPECT_TRUE(*ask<bool>(atom::recheck_v, job(2)));
+  observe(lifecycle(job_action::in_progress, job(1), "linux-i-a"));
+  EXPECT_FALSE(*ask<bool>(atom::recheck_v, job(2)));
+}
+
+TEST_F(RunnerLedgerTest, SpotInterruptionReservesAReplacementForAnUnstartedJob) {
+  start(pool_with(3, 0));
+  auto res = reserve({job(1), job(2)});
+  launched_runner a = up(0, job(1), "i-a");
+  a.runner_id = 70;
+  ASSERT_TRUE(ask<ledger_counts>(
+    atom::report_v, launch_report{res.id, {a, up(1, job(2), "i-b")}, 0}));
+  observe(lifecycle(job_action::in_progress, job(2), "linux-i-b"));
+  auto in = ask<interruption>(atom::interrupt_v, std::string{"i-a"});
+  ASSERT_TRUE(in);
+  EXPECT_TRUE(in->known);
+  EXPECT_EQ(in->runner_id, 70);
+  EXPECT_EQ(in->runner_name, "linux-i-a");
+  EXPECT_EQ(in->replacement.job, job(1));
+  EXPECT_NE(in->reservation, 0u);
+  EXPECT_EQ(counts().requested, 1);
+  // A second warning for the same instance changes nothing.
+  EXPECT_FALSE(ask<interruption>(atom::interrupt_v, std::string{"i-a"})->known);
+  // The running job's runner needs no replacement: its job started.
+  auto busy = ask<interruption>(atom::interrupt_v, std::string{"i-b"});
+  ASSERT_TRUE(busy);
+  EXPECT_TRUE(busy->known);
+  EXPECT_EQ(busy->reservation, 0u);
+  EXPECT_FALSE(ask<interruption>(atom::interrupt_v, std::string{"i-zz"})->known);
+  // The replacement comes up under its reservation.
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{in->reservation, {up(0, job(1), "i-c")}, 0}));
+  auto c = counts();
+  EXPECT_EQ(c.requested, 0);
+  EXPECT_EQ(c.pending, 2);
+  EXPECT_FALSE(check_runner_indexes(ledger_state()));
+}
+
+TEST_F(RunnerLedgerTest, SpotInterruptionAtTheCapWaitsForCapacity) {
+  start(pool_with(1, 0));
+  auto res = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{res.id, {up(0, job(1), "i-a")}, 0}));
+  auto in = ask<interruption>(atom::interrupt_v, std::string{"i-a"});
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->reservation, 0u);
+  // Once the interrupted instance is gone, the next reservation launches it.
+  self->send(ledger, atom::terminate_v, instance_ids{{"i-a"}});
+  sched.run();
+  auto next = reserve({});
+  ASSERT_EQ(next.replacements.size(), 1u);
+  EXPECT_EQ(next.replacements[0].job, job(1));
+}
+
+TEST_F(RunnerLedgerTest, MeasuresTimeToStartFromTheEvent) {
+  start(pool_with(5, 0));
+  auto ev = lifecycle(job_action::in_progress, job(1), "anyone");
+  ev.created_at = 100s;
+  ev.started_at = 130s;
+  observe(ev);
+  auto histograms = stats->histograms();
+  ASSERT_EQ(histograms.size(), 1u);
+  EXPECT_EQ(histograms[0].first, "ghscale_time_to_start_seconds{pool=\"linux\"}");
+  EXPECT_EQ(histograms[0].second.count, 1);
+  EXPECT_DOUBLE_EQ(histograms[0].second.sum, 30.0);
+}
+
 namespace {
 
 /// What the ledger must count, kept by the test from what it told the

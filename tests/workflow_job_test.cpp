@@ -1,4 +1,5 @@
 #include "transport/workflow_job.hpp"
+#include "transport/wall_clock.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
@@ -25,6 +26,12 @@ std::string read_fixture(const std::string& name) {
 }
 
 /// Compares every field, and prints both events when they differ.
+caf::timespan unix_time(const char* rfc3339_text) {
+  auto t = parse_rfc3339(rfc3339_text);
+  EXPECT_TRUE(t);
+  return t ? *t : caf::timespan{0};
+}
+
 void expect_same(const job_event& expected, const caf::expected<job_event>& got) {
   ASSERT_TRUE(got) << context_of(got.error());
   EXPECT_EQ(caf::deep_to_string(*got), caf::deep_to_string(expected));
@@ -38,6 +45,8 @@ job_event queued_fixture_event() {
   ev.repository = {"octo-org", "octo-repo", owner_type::organization};
   ev.installation_id = 3456996;
   ev.labels = {"self-hosted", "linux", "x64", "gpu"};
+  ev.created_at = unix_time("2024-08-01T09:15:02Z");
+  ev.started_at = ev.created_at;
   return ev;
 }
 
@@ -80,6 +89,8 @@ TEST(WorkflowJob, InProgressCarriesRunnerAndUserOwner) {
   ev.installation_id = 5120448;
   ev.labels = {"self-hosted", "Linux", "ARM64"};
   ev.runner_name = "ghscale-i-0a1b2c3d4e5f60718";
+  ev.created_at = unix_time("2024-08-07T14:01:10Z");
+  ev.started_at = unix_time("2024-08-07T14:01:55Z");
   expect_same(ev, parse_job_event(read_fixture("workflow_job_in_progress.json")));
 }
 
@@ -87,7 +98,23 @@ TEST(WorkflowJob, CompletedCarriesRunner) {
   auto ev = queued_fixture_event();
   ev.action = job_action::completed;
   ev.runner_name = "ghscale-i-0f00dbabe12345678";
+  ev.started_at = unix_time("2024-08-01T09:15:49Z");
   expect_same(ev, parse_job_event(read_fixture("workflow_job_completed.json")));
+}
+
+TEST(WorkflowJob, TimesRoundTripAndBadTimesAreMalformed) {
+  auto ev = sample_event();
+  ev.action = job_action::in_progress;
+  ev.created_at = unix_time("2026-11-22T10:00:00Z");
+  ev.started_at = unix_time("2026-11-22T10:00:42Z");
+  expect_same(ev, parse_job_event(to_webhook_payload(ev)));
+  auto body = to_webhook_payload(ev);
+  body.replace(body.find("2026-11-22T10:00:42Z"), 20, "yesterday at noon...");
+  auto bad = parse_job_event(body);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), errc::malformed_event);
+  EXPECT_NE(context_of(bad.error()).find("workflow_job.started_at"), std::string::npos)
+    << context_of(bad.error());
 }
 
 TEST(WorkflowJob, WaitingActionIsAccepted) {

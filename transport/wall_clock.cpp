@@ -74,14 +74,26 @@ caf::expected<caf::timespan> parse_http_date(std::string_view text) {
   return from_tm(tm);
 }
 
-std::string amz_date(caf::timespan since_epoch) {
+namespace {
+
+std::string utc_format(caf::timespan since_epoch, const char* format) {
   auto secs = static_cast<std::time_t>(
     std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count());
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char buf[17];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, format, &tm);
   return buf;
+}
+
+} // namespace
+
+std::string rfc3339(caf::timespan since_epoch) {
+  return utc_format(since_epoch, "%Y-%m-%dT%H:%M:%SZ");
+}
+
+std::string amz_date(caf::timespan since_epoch) {
+  return utc_format(since_epoch, "%Y%m%dT%H%M%SZ");
 }
 
 } // namespace ghscale

@@ -30,6 +30,8 @@ struct clock_bridge {
 caf::expected<caf::timespan> parse_rfc3339(std::string_view text);
 /// An RFC 7231 HTTP-date ("Sun, 22 Nov 2026 13:31:09 GMT").
 caf::expected<caf::timespan> parse_http_date(std::string_view text);
+/// "2026-11-22T13:31:09Z", as GitHub writes times.
+std::string rfc3339(caf::timespan since_epoch);
 /// "20261122T133109Z", as SigV4 writes x-amz-date.
 std::string amz_date(caf::timespan since_epoch);
 

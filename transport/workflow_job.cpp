@@ -1,5 +1,7 @@
 #include "transport/workflow_job.hpp"
 
+#include "transport/wall_clock.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -199,6 +201,20 @@ caf::error require_tag(const located& at, const char* what,
   return caf::none;
 }
 
+/// An RFC 3339 time, or null / absent (left at 0).
+caf::error read_optional_time(const located& at, caf::timespan& out) {
+  std::string text;
+  if (auto err = read_optional_string(at, text))
+    return err;
+  if (text.empty())
+    return caf::none;
+  auto parsed = parse_rfc3339(text);
+  if (!parsed)
+    return malformed_at("not an RFC 3339 time", at.path);
+  out = *parsed;
+  return caf::none;
+}
+
 /// The fields of the GitHub `workflow_job` webhook payload at `payload`.
 caf::expected<job_event> read_webhook(const located& payload) {
   job_event ev;
@@ -220,6 +236,10 @@ caf::expected<job_event> read_webhook(const located& payload) {
     return err;
   if (auto err = read_optional_string(job.member("runner_name"),
                                       ev.runner_name))
+    return err;
+  if (auto err = read_optional_time(job.member("created_at"), ev.created_at))
+    return err;
+  if (auto err = read_optional_time(job.member("started_at"), ev.started_at))
     return err;
   if (auto err = read_name(repository.member("name"), ev.repository.repo))
     return err;
@@ -365,6 +385,10 @@ std::string to_webhook_payload(const job_event& ev) {
     out.Null();
   else
     write_string(out, ev.runner_name);
+  if (ev.created_at.count() > 0)
+    write_member(out, "created_at", rfc3339(ev.created_at));
+  if (ev.started_at.count() > 0)
+    write_member(out, "started_at", rfc3339(ev.started_at));
   out.EndObject();
   out.Key("repository");
   out.StartObject();
