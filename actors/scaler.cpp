@@ -23,6 +23,7 @@ struct scaler_context {
   runner_ledger_actor ledger;
   fleet_launcher_actor launcher;
   github_app_actor github;
+  job_retry_actor job_retry; // null when job retry is off
   metrics_ptr stats;
 };
 using context_ptr = std::shared_ptr<const scaler_context>;
@@ -89,8 +90,25 @@ repository_ref runner_target(const pool_config& pool, const job_event& ev) {
   return repository_ref{ev.repository.owner, "", ev.repository.type};
 }
 
+/// A reusable runner launched for one job may take another; over its cap a
+/// reusable pool acks jobs a busy runner will take later. Either way the
+/// message is gone, so job retry looks at the job again later.
+void schedule_rechecks(scaler_pointer self, const context_ptr& ctx,
+                       const decision& d) {
+  if (ctx->pool.mode != runner_mode::reusable || !ctx->job_retry)
+    return;
+  for (auto& job : d.unique) {
+    auto& verdict = d.verdicts.at(job.event.key);
+    if (verdict.kind == outcome_kind::done
+        && (verdict.metric == "launched" || verdict.metric == "already_served"
+            || verdict.metric == "over_cap_acked"))
+      self->send(ctx->job_retry, atom::recheck_v, recheck{ctx->pool.name, job.event});
+  }
+}
+
 /// Answers every receipt of every call of the window, logs and counts.
 void finish(scaler_pointer self, const context_ptr& ctx, const decision_ptr& d) {
+  schedule_rechecks(self, ctx, *d);
   auto& pool = ctx->pool.name;
   auto& stats = *ctx->stats;
   stats.add("ghscale_scaler_decisions_total", {{"pool", pool}});
@@ -183,6 +201,19 @@ void apply_launch_result(const decision_ptr& d, const launch_request& req,
   }
 }
 
+/// Queue-to-launch: from a launched job's message being queued until its
+/// runner's instance is up and configured.
+void observe_queue_to_launch(scaler_pointer self, const context_ptr& ctx,
+                             const decision& d) {
+  auto now = self->clock().now().time_since_epoch();
+  for (auto& job : d.unique) {
+    auto& verdict = d.verdicts.at(job.event.key);
+    if (verdict.metric == "launched" && job.sent_at.count() > 0 && now >= job.sent_at)
+      ctx->stats->observe("ghscale_queue_to_launch_seconds", {{"pool", ctx->pool.name}},
+                          std::chrono::duration<double>(now - job.sent_at).count());
+  }
+}
+
 void launch(scaler_pointer self, const context_ptr& ctx, const decision_ptr& d) {
   // Granted jobs the check proved not to need a runner (or could not check)
   // are not launched; their slots are released by the report below.
@@ -208,6 +239,7 @@ void launch(scaler_pointer self, const context_ptr& ctx, const decision_ptr& d) 
     .then(
       [=](const launch_result& result) {
         apply_launch_result(d, req, result);
+        observe_queue_to_launch(self, ctx, *d);
         report_launch(self, ctx,
                       launch_report{d->capacity.id, result.launched,
                                     static_cast<int32_t>(result.failed.size())});
@@ -440,17 +472,102 @@ caf::result<batch_outcome> join_window(scaler_pointer self,
   return promise;
 }
 
+// -- spot interruptions ------------------------------------------------------------
+
+/// Deregisters an interrupted runner so it takes no job in its last two
+/// minutes; GitHub refuses it for a busy runner, which finishes what it can.
+void deregister_interrupted(scaler_pointer self, const context_ptr& ctx,
+                            const interruption& in) {
+  if (in.runner_id == 0 || in.installation_id == 0)
+    return;
+  auto failed = [=](const caf::error& err) {
+    log::warn("interrupted runner not deregistered",
+              {{"pool", ctx->pool.name},
+               {"runner", in.runner_name},
+               {"error", self->system().render(err)}});
+  };
+  with_client(self, ctx, in.installation_id,
+              [=](caf::expected<installation_client_actor> client) {
+                if (!client) {
+                  failed(client.error());
+                  return;
+                }
+                self
+                  ->request(*client, ctx->timeouts.github_call,
+                            atom::unregister_v,
+                            runner_removal{in.target, in.runner_id})
+                  .then(
+                    [=](int64_t) {
+                      log::info("interrupted runner deregistered",
+                                {{"pool", ctx->pool.name},
+                                 {"runner", in.runner_name}});
+                    },
+                    failed);
+              });
+}
+
+/// Launches the replacement the ledger reserved for the interrupted
+/// runner's job; what does not come up goes back to the ledger's waiting
+/// jobs with the report.
+void launch_replacement(scaler_pointer self, const context_ptr& ctx,
+                        const interruption& in) {
+  if (in.reservation == 0)
+    return;
+  launch_request req;
+  req.pool = ctx->pool.name;
+  req.client_token = ctx->pool.name + "-" + std::to_string(in.reservation);
+  req.runners.push_back(in.replacement);
+  req.on_demand = ctx->pool.on_demand_after_interruption;
+  self->request(ctx->launcher, ctx->timeouts.launch, atom::launch_v, req)
+    .then(
+      [=](const launch_result& result) {
+        log::info("replacement launched for an interrupted runner",
+                  {{"pool", ctx->pool.name},
+                   {"job", to_string(in.replacement.job)},
+                   {"launched", static_cast<int64_t>(result.launched.size())},
+                   {"on_demand", req.on_demand}});
+        report_launch(self, ctx,
+                      launch_report{in.reservation, result.launched,
+                                    static_cast<int32_t>(result.failed.size())});
+      },
+      [=](const caf::error& err) {
+        log::warn("replacement launch failed",
+                  {{"pool", ctx->pool.name},
+                   {"job", to_string(in.replacement.job)},
+                   {"error", self->system().render(err)}});
+        report_launch(self, ctx, launch_report{in.reservation, {}, 1});
+      });
+}
+
+caf::result<bool> interrupt(scaler_pointer self, const context_ptr& ctx,
+                            const std::string& instance_id) {
+  auto rp = self->make_response_promise<bool>();
+  self->request(ctx->ledger, ctx->timeouts.ledger, atom::interrupt_v, instance_id)
+    .then(
+      [=](const interruption& in) mutable {
+        if (in.known) {
+          deregister_interrupted(self, ctx, in);
+          launch_replacement(self, ctx, in);
+        }
+        rp.deliver(in.known);
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
 } // namespace
 
 scaler_actor::behavior_type
 scaler(scaler_actor::stateful_pointer<scaler_state> self, pool_config pool,
        scaler_config window, retry_config retry, timeouts_config timeouts,
        runner_ledger_actor ledger, fleet_launcher_actor launcher,
-       github_app_actor github, metrics_ptr stats, uint64_t seed) {
+       github_app_actor github, job_retry_actor job_retry, metrics_ptr stats,
+       uint64_t seed) {
   self->state.rng.seed(seed);
   auto ctx = std::make_shared<const scaler_context>(
     scaler_context{std::move(pool), window, retry, timeouts, std::move(ledger),
-                   std::move(launcher), std::move(github), std::move(stats)});
+                   std::move(launcher), std::move(github), std::move(job_retry),
+                   std::move(stats)});
   return {
     [=](atom::scale, scale_request& req) -> caf::result<batch_outcome> {
       return join_window(self, ctx, req);
@@ -458,6 +575,9 @@ scaler(scaler_actor::stateful_pointer<scaler_state> self, pool_config pool,
     [=](atom::flush, uint64_t window_id) {
       if (window_id == self->state.open_window)
         close_window(self, ctx);
+    },
+    [=](atom::interrupt, const std::string& instance_id) {
+      return interrupt(self, ctx, instance_id);
     },
   };
 }

@@ -38,6 +38,7 @@ scaler_actor::behavior_type
 scaler(scaler_actor::stateful_pointer<scaler_state> self, pool_config pool,
        scaler_config window, retry_config retry, timeouts_config timeouts,
        runner_ledger_actor ledger, fleet_launcher_actor launcher,
-       github_app_actor github, metrics_ptr stats, uint64_t seed);
+       github_app_actor github, job_retry_actor job_retry, metrics_ptr stats,
+       uint64_t seed);
 
 } // namespace ghscale

@@ -78,6 +78,7 @@ struct github_script {
   std::vector<int64_t> client_asks;
   std::map<std::string, int64_t> installations; // by target, for lookups
   std::vector<std::string> lookups;
+  std::vector<runner_removal> removals;
 };
 
 installation_client_actor spawn_client(caf::actor_system& sys,
@@ -102,8 +103,9 @@ installation_client_actor spawn_client(caf::actor_system& sys,
       [=](atom::runners, const repository_ref&) -> caf::result<runner_list> {
         return unscripted();
       },
-      [=](atom::unregister, const runner_removal&) -> caf::result<int64_t> {
-        return unscripted();
+      [=](atom::unregister, const runner_removal& removal) -> caf::result<int64_t> {
+        script->removals.push_back(removal);
+        return removal.runner_id;
       },
       [](atom::budget) { return budget_status{}; },
       [](atom::flush) {},
@@ -136,6 +138,18 @@ github_app_actor spawn_github(caf::actor_system& sys,
   }, std::move(script), std::move(client));
 }
 
+/// Job retry: the re-checks it was asked for.
+job_retry_actor spawn_job_retry(caf::actor_system& sys,
+                                std::shared_ptr<std::vector<recheck>> seen) {
+  return sys.spawn([](std::shared_ptr<std::vector<recheck>> seen)
+                     -> job_retry_actor::behavior_type {
+    return {
+      [=](atom::recheck, const recheck& r) { seen->push_back(r); },
+      [](atom::tick, uint64_t) {},
+    };
+  }, std::move(seen));
+}
+
 pending_job pj(std::string receipt, int64_t job_id, int32_t receive_count = 1) {
   pending_job out;
   out.receipt = std::move(receipt);
@@ -165,9 +179,10 @@ protected:
     auto client = stop_at_teardown(spawn_client(sys, github));
     auto app = stop_at_teardown(spawn_github(sys, github, client));
     auto fleet = stop_at_teardown(spawn_launcher(sys, launcher));
+    auto retries = stop_at_teardown(spawn_job_retry(sys, rechecks));
     scaler_handle = stop_at_teardown(sys.spawn(scaler, pool, window, retry,
                                                timeouts_config{}, ledger, fleet,
-                                               app, stats, 1));
+                                               app, retries, stats, 1));
     sched.run();
   }
 
@@ -191,6 +206,8 @@ protected:
   retry_config retry;
   std::shared_ptr<launcher_script> launcher = std::make_shared<launcher_script>();
   std::shared_ptr<github_script> github = std::make_shared<github_script>();
+  std::shared_ptr<std::vector<recheck>> rechecks
+    = std::make_shared<std::vector<recheck>>();
   runner_ledger_actor ledger;
   scaler_actor scaler_handle;
 };
@@ -491,4 +508,63 @@ TEST_F(ScalerTest, TopsUpIdleRunnersWithTheFirstJobsTarget) {
             (repository_ref{"octo", "hello", owner_type::organization}));
   EXPECT_EQ(runners[1].installation_id, 7);
   EXPECT_EQ(counts().pending, 2);
+}
+
+TEST_F(ScalerTest, SpotInterruptionDeregistersAndLaunchesAnOnDemandReplacement) {
+  start();
+  auto default_answer = launcher->answer;
+  launcher->answer = [=](const launch_request& req) {
+    auto out = default_answer(req);
+    for (auto& r : out->launched)
+      r.runner_id = 55;
+    return out;
+  };
+  scale({pj("r1", 1)});
+  decide();
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  auto instance = "i-" + launcher->calls[0].client_token + "-0";
+  self->send(scaler_handle, atom::interrupt_v, instance);
+  sched.run();
+  EXPECT_TRUE(expect_reply<bool>());
+  ASSERT_EQ(github->removals.size(), 1u);
+  EXPECT_EQ(github->removals[0].runner_id, 55);
+  EXPECT_EQ(github->removals[0].target,
+            (repository_ref{"octo", "", owner_type::organization}));
+  ASSERT_EQ(launcher->calls.size(), 2u);
+  auto& replacement = launcher->calls[1];
+  EXPECT_TRUE(replacement.on_demand);
+  ASSERT_EQ(replacement.runners.size(), 1u);
+  EXPECT_EQ(replacement.runners[0].job, (job_key{1, 1}));
+  EXPECT_EQ(counts().pending, 2);
+  // An instance that is not this pool's is answered false, untouched.
+  self->send(scaler_handle, atom::interrupt_v, std::string{"i-other"});
+  sched.run();
+  EXPECT_FALSE(expect_reply<bool>());
+  EXPECT_EQ(launcher->calls.size(), 2u);
+}
+
+TEST_F(ScalerTest, ReusablePoolsHaveAckedJobsRechecked) {
+  pool.mode = runner_mode::reusable;
+  pool.max_runners = 1;
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::done,
+                 "reusable pool at capacity; a busy runner will take it");
+  ASSERT_EQ(rechecks->size(), 2u);
+  EXPECT_EQ((*rechecks)[0].pool, "linux");
+  EXPECT_EQ((*rechecks)[0].event.key, (job_key{1, 1}));
+  EXPECT_EQ((*rechecks)[1].event.key, (job_key{2, 1}));
+}
+
+TEST_F(ScalerTest, EphemeralPoolsKeepOverCapJobsOnTheQueueInsteadOfRechecks) {
+  pool.max_runners = 1;
+  start();
+  scale({pj("r1", 1), pj("r2", 2)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  EXPECT_EQ(out.outcomes[1].kind, outcome_kind::retry);
+  EXPECT_TRUE(rechecks->empty());
 }
