@@ -4,6 +4,7 @@
 #include "actors/log.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 
 namespace ghscale {
@@ -24,6 +25,42 @@ const char* invalid_receipt = "ReceiptHandleIsInvalid";
 
 batch_entry_error receipt_error(const std::string& receipt) {
   return {receipt, invalid_receipt, "the receipt handle is not the latest of any message"};
+}
+
+/// An actor-clock time as the store keeps it, rounded up to the
+/// millisecond so that a message never becomes visible early after a restart.
+int64_t to_unix_ms(const clock_bridge& wall, caf::timespan actor_time) {
+  auto unix_time = wall.wall_now + (actor_time - wall.actor_now);
+  return std::chrono::ceil<std::chrono::milliseconds>(unix_time).count();
+}
+
+caf::timespan from_unix_ms(const clock_bridge& wall, int64_t unix_ms) {
+  return wall.to_actor(std::chrono::milliseconds{unix_ms});
+}
+
+/// Logs and counts a write the store refused; the caller answers with it.
+caf::error store_failed(queue_pointer self, const char* operation, caf::error err) {
+  log::error("queue store failed", {{"queue", self->state.cfg.name},
+                                    {"operation", operation},
+                                    {"reason", describe(err)}});
+  self->state.stats->add("ghscale_queue_store_errors_total", queue_label(self));
+  return err;
+}
+
+delivery_record delivery_row(queue_pointer self, uint64_t seq,
+                             caf::timespan visible_at, int32_t receive_count,
+                             const std::string& receipt) {
+  return {static_cast<int64_t>(seq), to_unix_ms(self->state.wall, visible_at),
+          receive_count, receipt};
+}
+
+/// Takes a message out of every index.
+void forget(queue_pointer self, uint64_t seq) {
+  auto& st = self->state;
+  auto i = st.messages.find(seq);
+  st.by_visible_at.erase({i->second.visible_at, seq});
+  st.receipts.erase(i->second.receipt);
+  st.messages.erase(i);
 }
 
 /// Moves a message to a new place in the delivery order.
@@ -76,7 +113,12 @@ void redrive(queue_pointer self, uint64_t seq) {
         log::info("redriven", {{"queue", st.cfg.name},
                                {"message", st.messages.at(seq).id},
                                {"receive_count", st.messages.at(seq).receive_count}});
-        st.messages.erase(seq);
+        // The dead-letter queue has committed it; a failure here leaves a
+        // copy that is dead-lettered again after a restart.
+        if (st.store)
+          if (auto err = st.store->remove({static_cast<int64_t>(seq)}))
+            store_failed(self, "delete redriven", std::move(err));
+        forget(self, seq);
         st.stats->add("ghscale_queue_redriven_total", queue_label(self));
       },
       [=](const caf::error& err) {
@@ -86,33 +128,60 @@ void redrive(queue_pointer self, uint64_t seq) {
 
 /// One delivery: a fresh receipt (the older one becomes invalid) and
 /// invisibility until `visible_at`.
-queue_message deliver(queue_pointer self, uint64_t seq, stored_message& msg,
+queue_message deliver(queue_pointer self, uint64_t seq, std::string receipt,
                       caf::timespan visible_at) {
   auto& st = self->state;
+  auto& msg = st.messages.at(seq);
   ++msg.receive_count;
   st.receipts.erase(msg.receipt);
-  msg.receipt = "r-" + std::to_string(st.next_receipt++);
+  msg.receipt = std::move(receipt);
   st.receipts.emplace(msg.receipt, seq);
   reschedule(self, seq, msg, visible_at);
   st.stats->add("ghscale_queue_received_total", queue_label(self));
   return {msg.id, msg.receipt, msg.body, msg.receive_count, msg.sent_at};
 }
 
-/// Up to `max` visible messages in delivery order, redriving those that
-/// were received `max_receive_count` times already.
-received_batch take_visible(queue_pointer self, int32_t max,
-                            caf::timespan visibility) {
+/// Up to `max` visible messages in delivery order, redriving on the way
+/// those that were received `max_receive_count` times already.
+std::vector<uint64_t> pick_visible(queue_pointer self, int32_t max) {
   auto& st = self->state;
   auto t = now(self);
-  received_batch batch;
-  while (static_cast<int32_t>(batch.messages.size()) < max && has_visible(self)) {
-    auto seq = st.by_visible_at.begin()->second;
-    auto& msg = st.messages.at(seq);
-    if (st.dead_letter && msg.receive_count >= st.cfg.max_receive_count)
+  std::vector<uint64_t> picked;
+  auto i = st.by_visible_at.begin();
+  while (static_cast<int32_t>(picked.size()) < max && i != st.by_visible_at.end()
+         && i->first <= t) {
+    auto seq = (i++)->second; // redrive erases this entry, not the next
+    if (st.dead_letter && st.messages.at(seq).receive_count >= st.cfg.max_receive_count)
       redrive(self, seq);
     else
-      batch.messages.push_back(deliver(self, seq, msg, t + visibility));
+      picked.push_back(seq);
   }
+  return picked;
+}
+
+/// Delivers up to `max` visible messages; a durable queue commits their new
+/// receipts, receive counts and visibility first.
+caf::expected<received_batch> take_visible(queue_pointer self, int32_t max,
+                                           caf::timespan visibility) {
+  auto& st = self->state;
+  auto picked = pick_visible(self, max);
+  auto visible_at = now(self) + visibility;
+  std::vector<std::string> receipts;
+  for (size_t n = 0; n < picked.size(); ++n)
+    receipts.push_back(st.receipt_prefix + std::to_string(st.next_receipt++));
+  if (st.store) {
+    std::vector<delivery_record> rows;
+    for (size_t n = 0; n < picked.size(); ++n)
+      rows.push_back(delivery_row(self, picked[n], visible_at,
+                                  st.messages.at(picked[n]).receive_count + 1,
+                                  receipts[n]));
+    if (auto err = st.store->update(rows))
+      return store_failed(self, "receive", std::move(err));
+  }
+  received_batch batch;
+  for (size_t n = 0; n < picked.size(); ++n)
+    batch.messages.push_back(deliver(self, picked[n], std::move(receipts[n]),
+                                     visible_at));
   return batch;
 }
 
@@ -145,9 +214,12 @@ void serve_waiting(queue_pointer self) {
   while (!st.waiting.empty() && has_visible(self)) {
     auto& first = st.waiting.front();
     auto batch = take_visible(self, first.max_messages, first.visibility);
-    if (batch.messages.empty())
+    if (batch && batch->messages.empty())
       continue; // everything visible went to the dead-letter queue
-    first.promise.deliver(std::move(batch));
+    if (batch)
+      first.promise.deliver(std::move(*batch));
+    else
+      first.promise.deliver(std::move(batch.error()));
     st.waiting.pop_front();
   }
   auto t = now(self);
@@ -169,65 +241,138 @@ caf::result<received_batch> receive(queue_pointer self,
   auto visibility = req.visibility > caf::timespan{0} ? req.visibility
                                                       : st.cfg.visibility_timeout;
   auto batch = take_visible(self, max, visibility);
-  if (!batch.messages.empty() || req.wait <= caf::timespan{0})
-    return batch;
+  if (!batch)
+    return std::move(batch.error());
+  if (!batch->messages.empty() || req.wait <= caf::timespan{0})
+    return std::move(*batch);
   auto promise = self->make_response_promise<received_batch>();
   st.waiting.push_back({max, visibility, now(self) + req.wait, promise});
   arm_wake_up(self);
   return promise;
 }
 
-batch_result remove(queue_pointer self, const std::vector<std::string>& receipts) {
-  auto& st = self->state;
-  batch_result out;
+/// The messages `receipts` name, in order; an unknown receipt, or one named
+/// twice, fails its entry.
+std::vector<uint64_t> resolve(queue_pointer self,
+                              const std::vector<std::string>& receipts,
+                              batch_result& out) {
+  std::vector<uint64_t> seqs;
   for (auto& receipt : receipts) {
-    auto i = st.receipts.find(receipt);
-    if (i == st.receipts.end()) {
+    auto i = self->state.receipts.find(receipt);
+    // Batches hold at most ten entries: a linear search is cheapest.
+    if (i == self->state.receipts.end()
+        || std::find(seqs.begin(), seqs.end(), i->second) != seqs.end()) {
       out.failed.push_back(receipt_error(receipt));
       continue;
     }
-    auto seq = i->second;
-    st.by_visible_at.erase({st.messages.at(seq).visible_at, seq});
-    st.messages.erase(seq);
-    st.receipts.erase(i);
-    st.stats->add("ghscale_queue_deleted_total", queue_label(self));
+    seqs.push_back(i->second);
     out.succeeded.push_back(receipt);
+  }
+  return seqs;
+}
+
+caf::result<batch_result> remove(queue_pointer self,
+                                 const std::vector<std::string>& receipts) {
+  auto& st = self->state;
+  batch_result out;
+  auto seqs = resolve(self, receipts, out);
+  if (st.store) {
+    std::vector<int64_t> ids(seqs.begin(), seqs.end());
+    if (auto err = st.store->remove(ids))
+      return store_failed(self, "delete", std::move(err));
+  }
+  for (auto seq : seqs) {
+    forget(self, seq);
+    st.stats->add("ghscale_queue_deleted_total", queue_label(self));
   }
   return out;
 }
 
-batch_result change_visibility(queue_pointer self,
-                               const std::vector<visibility_change>& changes) {
+caf::result<batch_result>
+change_visibility(queue_pointer self, const std::vector<visibility_change>& changes) {
   auto& st = self->state;
   batch_result out;
+  std::vector<uint64_t> seqs;
+  std::vector<caf::timespan> visible_at;
   for (auto& change : changes) {
     auto i = st.receipts.find(change.receipt);
     if (i == st.receipts.end()) {
       out.failed.push_back(receipt_error(change.receipt));
       continue;
     }
-    auto seq = i->second;
-    reschedule(self, seq, st.messages.at(seq), now(self) + change.delay);
+    seqs.push_back(i->second);
+    visible_at.push_back(now(self) + change.delay);
     out.succeeded.push_back(change.receipt);
   }
+  if (st.store) {
+    std::vector<delivery_record> rows;
+    for (size_t n = 0; n < seqs.size(); ++n) {
+      auto& msg = st.messages.at(seqs[n]);
+      rows.push_back(
+        delivery_row(self, seqs[n], visible_at[n], msg.receive_count, msg.receipt));
+    }
+    if (auto err = st.store->update(rows))
+      return store_failed(self, "change visibility", std::move(err));
+  }
+  for (size_t n = 0; n < seqs.size(); ++n)
+    reschedule(self, seqs[n], st.messages.at(seqs[n]), visible_at[n]);
   serve_waiting(self);
   return out;
 }
 
-batch_result enqueue(queue_pointer self,
-                     const std::vector<outgoing_message>& entries) {
+caf::timespan visible_after(caf::timespan sent_at, const outgoing_message& entry) {
+  return sent_at + std::max(entry.delay, caf::timespan{0});
+}
+
+/// Sequence numbers for new messages. A durable queue's come from its
+/// store, which has committed the messages when this returns.
+caf::expected<std::vector<uint64_t>>
+admit(queue_pointer self, const std::vector<outgoing_message>& entries,
+      caf::timespan sent_at) {
+  auto& st = self->state;
+  std::vector<uint64_t> seqs;
+  if (!st.store) {
+    for (size_t n = 0; n < entries.size(); ++n)
+      seqs.push_back(st.next_message++);
+    return seqs;
+  }
+  std::vector<new_record> records;
+  records.reserve(entries.size());
+  for (auto& entry : entries)
+    records.push_back({entry.body, to_unix_ms(st.wall, sent_at),
+                       to_unix_ms(st.wall, visible_after(sent_at, entry))});
+  auto ids = st.store->insert(records);
+  if (!ids)
+    return store_failed(self, "send", std::move(ids.error()));
+  seqs.assign(ids->begin(), ids->end());
+  return seqs;
+}
+
+/// Puts a message into every index.
+void admit_message(queue_pointer self, uint64_t seq, stored_message msg) {
+  auto& st = self->state;
+  st.by_visible_at.emplace(msg.visible_at, seq);
+  if (!msg.receipt.empty())
+    st.receipts.emplace(msg.receipt, seq);
+  st.messages.emplace(seq, std::move(msg));
+}
+
+caf::result<batch_result> enqueue(queue_pointer self,
+                                  const std::vector<outgoing_message>& entries) {
   auto& st = self->state;
   auto t = now(self);
+  auto seqs = admit(self, entries, t);
+  if (!seqs)
+    return std::move(seqs.error());
   batch_result out;
   for (size_t index = 0; index < entries.size(); ++index) {
-    auto seq = st.next_message++;
+    auto seq = (*seqs)[index];
     stored_message msg;
     msg.id = "m-" + std::to_string(seq);
     msg.body = entries[index].body;
     msg.sent_at = t;
-    msg.visible_at = t + std::max(entries[index].delay, caf::timespan{0});
-    st.by_visible_at.emplace(msg.visible_at, seq);
-    st.messages.emplace(seq, std::move(msg));
+    msg.visible_at = visible_after(t, entries[index]);
+    admit_message(self, seq, std::move(msg));
     st.stats->add("ghscale_queue_sent_total", queue_label(self));
     out.succeeded.push_back(std::to_string(index));
   }
@@ -251,14 +396,38 @@ queue_depth depth(queue_pointer self) {
   return out;
 }
 
-} // namespace
+/// Rebuilds the queue from what its store held: messages in flight at the
+/// crash stay invisible until their stored deadline, their receipts valid.
+void restore(queue_pointer self, std::vector<queue_record> records) {
+  auto& st = self->state;
+  auto t = now(self);
+  int64_t in_flight = 0;
+  for (auto& record : records) {
+    stored_message msg;
+    msg.id = "m-" + std::to_string(record.id);
+    msg.body = std::move(record.body);
+    msg.sent_at = from_unix_ms(st.wall, record.sent_at);
+    msg.receive_count = record.receive_count;
+    msg.visible_at = from_unix_ms(st.wall, record.visible_at);
+    msg.receipt = std::move(record.receipt);
+    in_flight += msg.receive_count > 0 && msg.visible_at > t ? 1 : 0;
+    admit_message(self, static_cast<uint64_t>(record.id), std::move(msg));
+  }
+  log::info("queue recovered", {{"queue", st.cfg.name},
+                                {"storage", st.cfg.storage},
+                                {"incarnation", st.store->incarnation()},
+                                {"messages", static_cast<int64_t>(records.size())},
+                                {"in_flight", in_flight}});
+}
 
-embedded_queue_actor::behavior_type
-embedded_queue(embedded_queue_actor::stateful_pointer<embedded_queue_state> self,
-               queue_config cfg, queue_actor dead_letter, metrics_ptr stats) {
+void init(queue_pointer self, queue_config cfg, queue_actor dead_letter,
+          metrics_ptr stats) {
   self->state.cfg = std::move(cfg);
   self->state.dead_letter = std::move(dead_letter);
   self->state.stats = std::move(stats);
+}
+
+embedded_queue_actor::behavior_type queue_behavior(queue_pointer self) {
   return {
     [=](atom::receive, const receive_request& req) {
       return receive(self, req);
@@ -279,6 +448,60 @@ embedded_queue(embedded_queue_actor::stateful_pointer<embedded_queue_state> self
       serve_waiting(self);
     },
   };
+}
+
+} // namespace
+
+embedded_queue_actor::behavior_type
+embedded_queue(embedded_queue_actor::stateful_pointer<embedded_queue_state> self,
+               queue_config cfg, queue_actor dead_letter, metrics_ptr stats) {
+  init(self, std::move(cfg), std::move(dead_letter), std::move(stats));
+  return queue_behavior(self);
+}
+
+embedded_queue_actor::behavior_type durable_embedded_queue(
+  embedded_queue_actor::stateful_pointer<embedded_queue_state> self,
+  queue_config cfg, queue_actor dead_letter, metrics_ptr stats,
+  queue_recovery recovered) {
+  init(self, std::move(cfg), std::move(dead_letter), std::move(stats));
+  auto& st = self->state;
+  st.store = std::move(recovered.store);
+  st.wall = recovered.wall;
+  st.receipt_prefix = "r-" + std::to_string(st.store->incarnation()) + "-";
+  restore(self, std::move(recovered.records));
+  return queue_behavior(self);
+}
+
+caf::expected<queue_recovery> recover_queue(const queue_config& cfg,
+                                            clock_bridge wall, store_sync sync) {
+  auto store = queue_store::open(cfg.storage, cfg.name, sync);
+  if (!store)
+    return std::move(store.error());
+  auto records = store->load();
+  if (!records)
+    return std::move(records.error());
+  return queue_recovery{std::make_shared<queue_store>(std::move(*store)),
+                        std::move(*records), wall};
+}
+
+caf::expected<embedded_queue_actor>
+spawn_embedded_queue(caf::actor_system& sys, const queue_config& cfg,
+                     queue_actor dead_letter, metrics_ptr stats) {
+  clock_bridge wall{wall_now(), sys.clock().now().time_since_epoch()};
+  return spawn_embedded_queue(sys, cfg, std::move(dead_letter), std::move(stats),
+                              wall);
+}
+
+caf::expected<embedded_queue_actor>
+spawn_embedded_queue(caf::actor_system& sys, const queue_config& cfg,
+                     queue_actor dead_letter, metrics_ptr stats, clock_bridge wall) {
+  if (cfg.storage.empty())
+    return sys.spawn(embedded_queue, cfg, std::move(dead_letter), std::move(stats));
+  auto recovered = recover_queue(cfg, wall);
+  if (!recovered)
+    return std::move(recovered.error());
+  return sys.spawn(durable_embedded_queue, cfg, std::move(dead_letter),
+                   std::move(stats), std::move(*recovered));
 }
 
 } // namespace ghscale
