@@ -6,12 +6,15 @@
 #include "actors/log.hpp"
 #include "actors/metrics.hpp"
 #include "actors/node.hpp"
+#include "actors/ops_server.hpp"
 #include "actors/remote_backends.hpp"
 #include "bench/scenario/embedded_defaults.hpp"
 #include "bench/scenario/simulation.hpp"
 #include "bench/scenario/trace.hpp"
 #include "messages/actors.hpp"
 #include "transport/config_file.hpp"
+#include "transport/webhook.hpp"
+#include "transport/wall_clock.hpp"
 
 #include <caf/all.hpp>
 
@@ -134,7 +137,7 @@ int check_config(const options& opts) {
 class trace_feeder {
 public:
   trace_feeder(std::vector<scenario::trace_entry> entries,
-               const embedded_world& world, node_actor node)
+               const embedded_world& world, node_handles node)
     : entries_(std::move(entries)), world_(world), node_(std::move(node)),
       start_(std::chrono::steady_clock::now()) {}
 
@@ -148,7 +151,7 @@ private:
   std::vector<scenario::trace_entry> entries_;
   size_t next_ = 0;
   const embedded_world& world_;
-  node_actor node_;
+  node_handles node_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -157,6 +160,33 @@ void stop_world(const embedded_world& world) {
   caf::anon_send_exit(world.cloud, caf::exit_reason::user_shutdown);
   for (auto& [name, q] : world.wiring.queues)
     caf::anon_send_exit(q, caf::exit_reason::user_shutdown);
+}
+
+/// The webhook, metrics and health listener, if `server.listen` is set.
+/// Ready means: every queue answers, the supervision tree is up, and AWS
+/// credentials resolve (when something on AWS is remote).
+caf::expected<std::unique_ptr<ops_server>>
+start_listener(caf::actor_system& sys, const config& cfg, const backends& b,
+               const node_handles& node, const aws_credentials_actor& credentials,
+               metrics_ptr stats) {
+  if (cfg.server.listen.empty())
+    return std::unique_ptr<ops_server>{};
+  constexpr auto probe_timeout = std::chrono::seconds(2);
+  ops_server_setup setup;
+  setup.cfg = cfg.server;
+  if (!cfg.server.webhook_queue.empty()) {
+    auto secrets = load_webhook_secrets(cfg.server.webhook_secret_files);
+    if (!secrets)
+      return secrets.error();
+    setup.secrets = std::move(*secrets);
+    setup.webhook_queue = b.queues.at(cfg.server.webhook_queue);
+  }
+  for (auto& [name, queue] : b.queues)
+    setup.readiness.push_back(queue_reachable(sys, name, queue, probe_timeout));
+  setup.readiness.push_back(supervision_up(sys, node.node, probe_timeout));
+  if (credentials)
+    setup.readiness.push_back(credentials_usable(sys, credentials, probe_timeout));
+  return start_ops_server(sys, std::move(setup), std::move(stats));
 }
 
 int run(const options& opts) {
@@ -196,6 +226,7 @@ int run(const options& opts) {
     return fail(remote.error());
   }
   merge_backends(world->wiring, remote->wiring);
+  world->wiring.wall = clock_bridge{wall_now(), sys.clock().now().time_since_epoch()};
   auto stop_backends = [&] {
     stop_world(*world);
     if (remote->tree)
@@ -206,6 +237,13 @@ int run(const options& opts) {
     stop_backends();
     return fail(node.error());
   }
+  auto server = start_listener(sys, *cfg, world->wiring, *node, remote->credentials,
+                               stats);
+  if (!server) {
+    caf::anon_send_exit(node->node, caf::exit_reason::user_shutdown);
+    stop_backends();
+    return fail(server.error());
+  }
   // Either tree giving up (restart intensity exceeded) ends the process
   // with 1, so that systemd restarts it with its own backoff.
   std::atomic<bool> node_down{false};
@@ -214,7 +252,7 @@ int run(const options& opts) {
   if (remote->tree)
     caf::actor_cast<caf::abstract_actor*>(remote->tree)->attach_functor(
       [&node_down] { node_down = true; });
-  trace_feeder feeder{std::move(trace), *world, node->node};
+  trace_feeder feeder{std::move(trace), *world, *node};
   log::info("running", {{"config", opts.config_file}});
   int exit_code = 0;
   for (;;) {
@@ -239,6 +277,8 @@ int run(const options& opts) {
     }
     feeder.feed();
   }
+  // No delivery may reach a queue that is going away: the listener first.
+  *server = nullptr;
   caf::anon_send_exit(node->node, caf::exit_reason::user_shutdown);
   stop_backends();
   return exit_code;

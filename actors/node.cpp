@@ -2,10 +2,14 @@
 
 #include "actors/embedded_queue.hpp"
 #include "actors/fleet_launcher.hpp"
+#include "actors/job_retry.hpp"
 #include "actors/log.hpp"
+#include "actors/poll_loops.hpp"
 #include "actors/poller.hpp"
+#include "actors/reaper.hpp"
 #include "actors/runner_ledger.hpp"
 #include "actors/scaler.hpp"
+#include "actors/token_registry.hpp"
 #include "actors/sim_cloud.hpp"
 #include "actors/sim_github.hpp"
 #include "actors/supervisor.hpp"
@@ -36,19 +40,17 @@ jwt_minter unsigned_jwt(int64_t app_id) {
 
 struct node_state {
   caf::actor tree; // the root supervisor
-  std::vector<poller_actor> pollers;
+  token_registry_actor registry; // drains the poll loops
   bool draining = false;
-  size_t pollers_left = 0;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   static inline const char* name = "node";
 };
 
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
-                               caf::actor tree,
-                               std::vector<poller_actor> pollers,
+                               caf::actor tree, token_registry_actor registry,
                                caf::timespan drain_timeout) {
   self->state.tree = tree;
-  self->state.pollers = std::move(pollers);
+  self->state.registry = std::move(registry);
   self->monitor(tree);
   // If the node itself goes away, the tree goes with it.
   self->attach_functor([tree] {
@@ -83,25 +85,16 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       if (st.draining)
         return rp;
       st.draining = true;
-      st.pollers_left = st.pollers.size();
-      log::info("draining", {{"step", "stopping pollers"},
-                             {"pollers", static_cast<int64_t>(st.pollers_left)}});
-      if (st.pollers_left == 0)
-        stop_tree();
-      // Pollers stop receiving, finish their batch in flight, then answer;
+      log::info("draining", {{"step", "stopping poll loops"}});
+      // Loops stop receiving, finish their batch in flight, then answer;
       // whatever is unfinished stays on its queue.
-      auto poller_done = [=] {
-        if (--self->state.pollers_left == 0)
-          stop_tree();
-      };
-      for (auto& p : st.pollers)
-        self->request(p, drain_timeout, atom::drain_v)
-          .then([=](bool) { poller_done(); },
-                [=](caf::error& err) {
-                  log::warn("poller did not drain in time",
-                            {{"error", self->system().render(err)}});
-                  poller_done();
-                });
+      self->request(st.registry, drain_timeout + std::chrono::seconds(5), atom::drain_v)
+        .then([=](bool) { stop_tree(); },
+              [=](caf::error& err) {
+                log::warn("poll loops did not drain in time",
+                          {{"error", self->system().render(err)}});
+                stop_tree();
+              });
       return rp;
     },
     [=](atom::status) -> caf::result<node_status> {
@@ -172,7 +165,10 @@ spawn_embedded_backends(caf::actor_system& sys, const config& cfg,
         return err;
       dead_letter = queues[q.dead_letter];
     }
-    queues[q.name] = sys.spawn(embedded_queue, q, dead_letter, stats);
+    auto queue = spawn_embedded_queue(sys, q, dead_letter, stats);
+    if (!queue)
+      return queue.error();
+    queues[q.name] = *queue;
     return caf::none;
   };
   for (auto& q : cfg.queues)
@@ -224,40 +220,67 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                 fleet_launcher, cfg.pools, cfg.aws, timeouts,
                                 b.ec2, b.ssm, h.apps, stats,
                                 seed + children.size()));
+  if (cfg.job_retry.enabled) {
+    std::map<std::string, job_retry_route> routes;
+    for (auto& pool : cfg.pools)
+      routes[pool.name] = job_retry_route{h.ledgers.at(pool.name),
+                                          b.queues.at(pool.queue),
+                                          h.apps.at(pool.github_app)};
+    children.push_back(make_child(sys, restart_type::permanent, "job_retry",
+                                  h.job_retry, job_retry, cfg.job_retry,
+                                  std::move(routes), timeouts, stats,
+                                  seed + children.size()));
+  }
   for (auto& pool : cfg.pools)
     children.push_back(make_child(sys, restart_type::permanent, "scaler/" + pool.name,
                                   h.scalers[pool.name], scaler, pool,
                                   cfg.scaler, cfg.retry, timeouts,
                                   h.ledgers.at(pool.name), h.launcher,
-                                  h.apps.at(pool.github_app), stats,
+                                  h.apps.at(pool.github_app), h.job_retry, stats,
                                   seed + children.size()));
+  for (auto& pool : cfg.pools)
+    children.push_back(make_child(sys, restart_type::permanent, "reaper/" + pool.name,
+                                  h.reapers[pool.name], reaper, pool, b.ec2,
+                                  ledger_reconciler_actor{h.ledgers.at(pool.name)},
+                                  h.apps.at(pool.github_app), timeouts, b.wall,
+                                  stats));
+  // Poll loops last: they feed everything above. The registry and the loop
+  // supervisor need each other's handles, so the registry's relay comes first.
   poller_routes routes;
   routes.pools = cfg.pools;
   routes.scalers = h.scalers;
   for (auto& [name, ledger] : h.ledgers)
     routes.ledgers[name] = ledger;
-  std::set<std::string> polled;
+  std::map<std::string, poller_setup> setups;
+  std::vector<queue_config> polled;
+  std::map<std::string, queue_depth_actor> depths;
   for (auto& pool : cfg.pools) {
-    if (!polled.insert(pool.queue).second)
+    if (setups.count(pool.queue) > 0)
       continue;
     auto& queue = *cfg.find_queue(pool.queue);
     queue_actor dead_letter;
     if (!queue.dead_letter.empty())
       dead_letter = b.queues.at(queue.dead_letter);
-    for (int32_t loop = 0; loop < queue.min_loops; ++loop) {
-      h.pollers.emplace_back();
-      // Transient: a poller that stopped after a drain stays stopped.
-      children.push_back(make_child(
-        sys, restart_type::transient, "poller/" + queue.name + "/" + std::to_string(loop),
-        h.pollers.back(), poller, queue, b.queues.at(queue.name), dead_letter,
-        routes, cfg.retry, timeouts, stats, seed + children.size()));
-    }
+    setups[queue.name] = poller_setup{queue, b.queues.at(queue.name), dead_letter,
+                                      routes, cfg.retry, timeouts, cfg.poll_loops};
+    polled.push_back(queue);
+    depths[queue.name] = b.queues.at(queue.name);
   }
+  auto registry_relay = spawn_relay(sys, "token_registry");
+  h.registry = caf::actor_cast<token_registry_actor>(registry_relay);
+  children.push_back(make_child(sys, restart_type::permanent, "poll_loops", h.loops,
+                                poll_loops, std::move(setups),
+                                lease_keeper_actor{h.registry}, stats,
+                                seed + children.size()));
+  children.push_back(make_child_behind(registry_relay, restart_type::permanent,
+                                       "token_registry", token_registry,
+                                       std::move(polled), std::move(depths), h.loops,
+                                       cfg.poll_loops, timeouts, stats,
+                                       seed + children.size()));
   auto tree = spawn_supervisor(sys, "ghscale", std::move(children),
-                               supervisor_policy::from(cfg.supervision, seed));
-  h.node = sys.spawn(node, tree, h.pollers, timeouts.drain);
-  log::info("started", {{"pools", static_cast<int64_t>(cfg.pools.size())},
-                        {"pollers", static_cast<int64_t>(h.pollers.size())}});
+                               supervisor_policy::from(cfg.supervision, seed, stats));
+  h.node = sys.spawn(node, tree, h.registry, timeouts.drain);
+  log::info("started", {{"pools", static_cast<int64_t>(cfg.pools.size())}});
   return h;
 }
 

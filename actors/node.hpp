@@ -10,6 +10,7 @@
 #include "actors/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
+#include "transport/wall_clock.hpp"
 
 #include <caf/all.hpp>
 
@@ -22,6 +23,9 @@ namespace ghscale {
 /// What the node talks to: real clients (issue "transport") or the
 /// in-process backends of `spawn_embedded_backends`.
 struct backends {
+  /// Relates the actor clock to Unix time (the reaper's idle schedule):
+  /// the system clock for real backends, a fixed origin in simulations.
+  clock_bridge wall;
   std::map<std::string, queue_actor> queues; // by queue name, DLQs included
   ec2_actor ec2;
   ssm_actor ssm;
@@ -45,9 +49,12 @@ struct node_handles {
   node_actor node; // drain, status; exits when the tree gives up
   std::map<std::string, scaler_actor> scalers;        // by pool
   std::map<std::string, runner_ledger_actor> ledgers; // by pool
+  std::map<std::string, reaper_actor> reapers;        // by pool
   fleet_launcher_actor launcher;
   std::map<std::string, github_app_actor> apps; // by App name
-  std::vector<poller_actor> pollers;
+  job_retry_actor job_retry;
+  poll_loops_actor loops;           // the poll loops (poller supervisor)
+  token_registry_actor registry;    // their leases
 };
 
 /// Spawns the supervision tree. Fails (errc::invalid_config) if the config

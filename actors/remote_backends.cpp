@@ -126,7 +126,7 @@ caf::expected<remote_world> spawn_remote_backends(caf::actor_system& sys,
   if (needs_aws(cfg)) {
     aws_credentials_options creds_opts;
     creds_opts.profile = cfg.aws.profile;
-    aws_credentials_actor creds;
+    auto& creds = world.credentials;
     children.push_back(make_child(sys, restart_type::permanent, "aws_credentials",
                                   creds, aws_credentials_provider,
                                   process_environment(), http_actor{http},
@@ -169,7 +169,7 @@ caf::expected<remote_world> spawn_remote_backends(caf::actor_system& sys,
     world.wiring.github[app.name] = api;
   }
   world.tree = spawn_supervisor(sys, "backends", std::move(children),
-                                supervisor_policy::from(cfg.supervision, seed));
+                                supervisor_policy::from(cfg.supervision, seed, stats));
   if (auto err = wait_until_started(sys, world.tree, cfg.timeouts.aws_call)) {
     caf::anon_send_exit(world.tree, caf::exit_reason::user_shutdown);
     return err;

@@ -15,6 +15,7 @@ namespace ghscale {
 struct remote_world {
   backends wiring; // only the remote entries; merge with embedded ones
   caf::actor tree; // the "backends" supervisor (invalid if nothing is remote)
+  aws_credentials_actor credentials; // invalid if nothing on AWS is remote
 };
 
 /// Spawns the remote clients `cfg` asks for and loads each remote App's
