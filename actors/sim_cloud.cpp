@@ -2,6 +2,7 @@
 
 #include "actors/clock.hpp"
 #include "actors/log.hpp"
+#include "transport/ec2_event.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +19,10 @@ using state = sim_cloud_state;
 constexpr caf::timespan parameter_poll_interval = std::chrono::seconds(10);
 /// ... and this long, then idles as an orphan until someone terminates it.
 constexpr caf::timespan parameter_wait_limit = std::chrono::minutes(10);
+/// EC2 reclaims a spot instance two minutes after its interruption warning.
+constexpr caf::timespan spot_warning_lead = std::chrono::minutes(2);
+/// EventBridge gives up on a delivery to its target after this long here.
+constexpr caf::timespan event_delivery_timeout = std::chrono::seconds(10);
 
 const char* capacity_code = "InsufficientInstanceCapacity";
 /// The launcher tags each runner config with the job attempt it serves.
@@ -38,9 +43,114 @@ std::string instance_id(uint64_t n) {
   return buf;
 }
 
+// -- instances going away ------------------------------------------------------
+
+/// The pool an instance belongs to, from the tag the launcher sets.
+std::string pool_of(const std::vector<tag>& tags) {
+  for (auto& t : tags)
+    if (t.key == "ghscale:pool")
+      return t.value;
+  return "";
+}
+
+std::string parameter_name(const state& st, const std::string& instance) {
+  return st.parameter_prefix + "/" + instance;
+}
+
+/// Tells sim GitHub that an instance is gone, with the runner config it was
+/// handed: a runner registered for it stays behind, offline.
+void report_gone(cloud_pointer self, const std::string& id) {
+  auto& st = self->state;
+  auto config = st.parameters.find(parameter_name(st, id));
+  self->send(st.github, atom::terminate_v, id,
+             config != st.parameters.end() ? config->second.value
+                                           : secret_string{});
+}
+
+void shut_down(cloud_pointer self, const std::string& id, state::instance& inst) {
+  if (inst.info.state == instance_state::terminated)
+    return;
+  inst.info.state = instance_state::terminated;
+  --self->state.live_instances;
+  --self->state.live_by_pool[pool_of(inst.info.tags)];
+  report_gone(self, id);
+}
+
+// -- spot interruptions ------------------------------------------------------------
+
+/// Puts EC2's events on the connected queue, as EventBridge would.
+void deliver_events(cloud_pointer self, std::vector<outgoing_message> events) {
+  auto& st = self->state;
+  auto n = static_cast<int64_t>(events.size());
+  if (n == 0)
+    return;
+  if (!st.events) {
+    count(self, "events_undelivered", n);
+    return;
+  }
+  self->request(st.events, event_delivery_timeout, atom::enqueue_v, std::move(events))
+    .then(
+      [=](const batch_result& res) {
+        count(self, "events_delivered", static_cast<int64_t>(res.succeeded.size()));
+        count(self, "events_undelivered", static_cast<int64_t>(res.failed.size()));
+      },
+      [=](const caf::error& err) {
+        log::warn("sim cloud event delivery failed", {{"reason", describe(err)}});
+        count(self, "events_undelivered", n);
+      });
+}
+
+/// Live spot instances not warned yet, of `type` ("" = any), in id order.
+std::vector<std::string> spot_candidates(cloud_pointer self, const std::string& type) {
+  std::vector<std::string> out;
+  for (auto& [id, inst] : self->state.instances)
+    if (inst.info.capacity == capacity_type::spot && !inst.warned
+        && inst.info.state != instance_state::terminated
+        && (type.empty() || inst.info.instance_type == type))
+      out.push_back(id);
+  return out;
+}
+
+/// EC2 takes back `rate` of the live spot instances (seeded choice): each
+/// gets the two-minute warning now and is reclaimed when it is over.
+void interrupt_spot(cloud_pointer self, const sim_fault& fault) {
+  auto& st = self->state;
+  auto candidates = spot_candidates(self, fault.instance_type);
+  auto hit = static_cast<size_t>(std::llround(
+    std::clamp(fault.rate, 0.0, 1.0) * static_cast<double>(candidates.size())));
+  std::shuffle(candidates.begin(), candidates.end(), st.rng);
+  candidates.resize(hit);
+  log::info("sim cloud spot interruption",
+            {{"instances", static_cast<int64_t>(hit)},
+             {"instance_type", fault.instance_type}});
+  std::vector<outgoing_message> events;
+  for (auto& id : candidates) {
+    st.instances.at(id).warned = true;
+    count(self, "spot_interrupted");
+    events.push_back({to_spot_interruption_event(id, now(self)), caf::timespan{0}});
+    self->delayed_send(self, spot_warning_lead, atom::interrupt_v, id);
+  }
+  deliver_events(self, std::move(events));
+}
+
+/// The warning's two minutes are over: EC2 reclaims the instance.
+void reclaim(cloud_pointer self, const std::string& id) {
+  auto i = self->state.instances.find(id);
+  if (i == self->state.instances.end()
+      || i->second.info.state == instance_state::terminated)
+    return;
+  log::info("sim cloud spot instance reclaimed", {{"instance", id}});
+  count(self, "spot_reclaimed");
+  shut_down(self, id, i->second);
+}
+
 // -- faults --------------------------------------------------------------------
 
 void inject_fault(cloud_pointer self, const sim_fault& fault) {
+  if (fault.kind == "spot_interruption") {
+    interrupt_spot(self, fault);
+    return;
+  }
   static const std::set<std::string> kinds{"ec2_capacity", "ec2_spot_capacity",
                                            "ec2_partial", "ec2_throttle"};
   if (kinds.count(fault.kind) == 0) {
@@ -102,14 +212,6 @@ bool take_fleet_token(cloud_pointer self) {
     return false;
   st.fleet_tokens -= 1.0;
   return true;
-}
-
-/// The pool an instance belongs to, from the tag the launcher sets.
-std::string pool_of(const std::vector<tag>& tags) {
-  for (auto& t : tags)
-    if (t.key == "ghscale:pool")
-      return t.value;
-  return "";
 }
 
 fleet_instance start_instance(cloud_pointer self, const fleet_request& req,
@@ -220,14 +322,6 @@ caf::expected<instance_list> describe(cloud_pointer self, const instance_filter&
   return out;
 }
 
-void shut_down(cloud_pointer self, state::instance& inst) {
-  if (inst.info.state == instance_state::terminated)
-    return;
-  inst.info.state = instance_state::terminated;
-  --self->state.live_instances;
-  --self->state.live_by_pool[pool_of(inst.info.tags)];
-}
-
 batch_result terminate(cloud_pointer self, const instance_ids& ids) {
   api_call(self, "TerminateInstances");
   batch_result out;
@@ -238,7 +332,7 @@ batch_result terminate(cloud_pointer self, const instance_ids& ids) {
                             "The instance ID '" + id + "' does not exist"});
       continue;
     }
-    shut_down(self, i->second);
+    shut_down(self, id, i->second);
     out.succeeded.push_back(id);
   }
   return out;
@@ -273,7 +367,7 @@ void runner_finished(cloud_pointer self, const std::string& id) {
   if (i == self->state.instances.end())
     return;
   log::debug("sim cloud runner finished", {{"instance", id}});
-  shut_down(self, i->second);
+  shut_down(self, id, i->second);
 }
 
 /// Boot, then the instance's user data: fetch the runner config from SSM
@@ -290,7 +384,7 @@ void boot_step(cloud_pointer self, const std::string& id) {
     inst.info.state = instance_state::running;
     inst.gives_up_at = now(self) + parameter_wait_limit;
   }
-  auto config = st.parameters.find(st.parameter_prefix + "/" + id);
+  auto config = st.parameters.find(parameter_name(st, id));
   if (config != st.parameters.end()) {
     inst.runner_started = true;
     count(self, "runners_started");
@@ -314,6 +408,14 @@ std::string put_parameter(cloud_pointer self, const parameter& p) {
     if (t.key == job_tag_key)
       st.launches_per_job[t.value].insert(p.name);
   st.parameters[p.name] = p;
+  // A config written for an instance already gone still registered a
+  // runner: sim GitHub must know it will never come online.
+  auto prefix = st.parameter_prefix + "/";
+  if (p.name.compare(0, prefix.size(), prefix) == 0) {
+    auto i = st.instances.find(p.name.substr(prefix.size()));
+    if (i != st.instances.end() && i->second.info.state == instance_state::terminated)
+      report_gone(self, i->first);
+  }
   return p.name;
 }
 
@@ -365,11 +467,13 @@ api_calls report(cloud_pointer self) {
   // Launches tagged with a job some earlier launch was tagged with: a
   // replacement for a runner another job took, or a duplicate.
   out["job_tag_repeats"] = duplicates;
-  for (auto& [id, inst] : st.instances)
-    out["launched_ms " + id]
-      = std::chrono::duration_cast<std::chrono::milliseconds>(
-          inst.info.launched_at)
-          .count();
+  for (auto& [id, inst] : st.instances) {
+    auto launched = to_ms(inst.info.launched_at);
+    out["launched_ms " + id] = launched;
+    // Instances still alive, for orphans at the end (ground truth).
+    if (inst.info.state != instance_state::terminated)
+      out["alive_ms " + id] = launched;
+  }
   return api_calls{{out.begin(), out.end()}};
 }
 
@@ -386,11 +490,13 @@ sim_cloud(sim_cloud_actor::stateful_pointer<sim_cloud_state> self,
   st.parameter_prefix = std::move(parameter_prefix);
   st.github = std::move(github);
   st.stats = std::move(stats);
+  st.rng.seed(st.cfg.seed);
   st.fleet_tokens = st.cfg.ec2_fleet_burst;
   st.refilled_at = now(self);
   // Ground truth the simulation report reads, present even when zero.
   for (auto key : {"instances_launched", "peak_instances", "runners_started",
-                   "instances_without_config"})
+                   "instances_without_config", "spot_interrupted",
+                   "spot_reclaimed"})
     st.counters[key] = 0;
   return {
     [=](atom::fleet, const fleet_request& req) {
@@ -412,6 +518,10 @@ sim_cloud(sim_cloud_actor::stateful_pointer<sim_cloud_state> self,
       return after_latency<std::string>(self, delete_parameter(self, name));
     },
     [=](atom::inject, const sim_fault& fault) { inject_fault(self, fault); },
+    [=](atom::connect, queue_actor events) {
+      self->state.events = std::move(events);
+    },
+    [=](atom::interrupt, const std::string& id) { reclaim(self, id); },
     [=](atom::online, const std::string& id) { boot_step(self, id); },
     [=](atom::finished, const std::string& id) { runner_finished(self, id); },
     [=](atom::stats) { return report(self); },

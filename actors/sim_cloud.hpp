@@ -3,7 +3,9 @@
 // a token bucket (throttling), capacity errors per instance type, partial
 // fills, ClientToken idempotency; every EC2 / SSM call is answered after
 // `ec2_latency`; instances boot after `boot_delay`, read their SSM parameter
-// and bring their runner online in sim GitHub.
+// and bring their runner online in sim GitHub. Spot instances can be
+// interrupted: EC2's two-minute warning goes to the connected queue, then the
+// instance is reclaimed. Sim GitHub hears of every instance that goes away.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
@@ -13,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -26,6 +29,7 @@ struct sim_cloud_state {
     std::string subnet;
     caf::timespan gives_up_at{0}; // stops looking for its parameter
     bool runner_started = false;  // its parameter was read, runner online
+    bool warned = false;          // a spot interruption warning went out
   };
 
   struct active_fault {
@@ -37,6 +41,8 @@ struct sim_cloud_state {
   std::string parameter_prefix;
   sim_github_actor github;
   metrics_ptr stats;
+  std::mt19937_64 rng;  // which spot instances an interruption hits
+  queue_actor events;   // where EC2's events go (none: not connected)
 
   double fleet_tokens = 0;        // CreateFleet bucket
   caf::timespan refilled_at{0};   // when the bucket was last topped up

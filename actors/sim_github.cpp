@@ -53,6 +53,7 @@ void add_runner(state& st, state::runner r) {
 
 void remove_runner(state& st, std::map<int64_t, state::runner>::iterator i) {
   st.runner_names.erase(name_key(i->second.target, i->second.name));
+  st.runner_on_instance.erase(i->second.instance_id);
   st.idle_runners.erase(i->first);
   st.runners.erase(i);
 }
@@ -198,9 +199,13 @@ void start_job(github_pointer self, state::runner& r, uint64_t queued_seq) {
   auto& j = st.jobs.at(key);
   j.state = state::job_state::in_progress;
   j.ran_on = r.instance_id;
+  j.spec.event.started_at = now(self);
   r.job = key;
   st.idle_runners.erase(r.id);
   count(self, "jobs_started");
+  // Time-to-start as GitHub measures it: started_at - created_at.
+  st.counters["wait_ms " + to_string(key)]
+    = to_ms(j.spec.event.started_at - j.spec.event.created_at);
   log::debug("sim github job started",
              {{"job", to_string(key)}, {"runner", r.name}});
   deliver_job_webhook(self, j, job_action::in_progress, r.name);
@@ -223,18 +228,24 @@ void assign(github_pointer self) {
   }
 }
 
+/// The job on runner `r` is over, counted under `outcome`; its completed
+/// webhook goes out.
+void end_job(github_pointer self, state::runner& r, const char* outcome) {
+  auto& j = self->state.jobs.at(*r.job);
+  j.state = state::job_state::completed;
+  r.job.reset();
+  count(self, outcome);
+  deliver_job_webhook(self, j, job_action::completed, r.name);
+}
+
 void finish_job(github_pointer self, int64_t runner_id) {
   auto& st = self->state;
   auto i = st.runners.find(runner_id);
   if (i == st.runners.end() || !i->second.job)
     return;
   auto& r = i->second;
-  auto& j = st.jobs.at(*r.job);
-  j.state = state::job_state::completed;
-  r.job.reset();
   ++r.jobs_run;
-  count(self, "jobs_completed");
-  deliver_job_webhook(self, j, job_action::completed, r.name);
+  end_job(self, r, "jobs_completed");
   if (!r.ephemeral) {
     st.idle_runners.insert(r.id);
     assign(self);
@@ -255,6 +266,7 @@ void inject_job(github_pointer self, const sim_job& spec) {
   // queues the same attempt twice.
   if (fresh) {
     pos->second.spec = spec;
+    pos->second.spec.event.created_at = now(self);
     pos->second.queued_seq = st.next_queued++;
     st.queue.emplace(pos->second.queued_seq, spec.event.key);
     count(self, "jobs_queued");
@@ -301,11 +313,54 @@ void bring_online(github_pointer self, const std::string& instance_id,
   auto& r = st.runners.at(*id);
   r.online = true;
   r.instance_id = instance_id;
+  st.runner_on_instance[instance_id] = r.id;
   st.idle_runners.insert(r.id);
   count(self, "runners_registered");
   log::debug("sim github runner online",
              {{"runner", r.name}, {"instance", instance_id}});
   assign(self);
+}
+
+/// The runner an instance brought online, or the one its still unused JIT
+/// config registered; nullptr if none.
+state::runner* runner_of_instance(github_pointer self, const std::string& instance_id,
+                                  const secret_string& config) {
+  auto& st = self->state;
+  if (auto i = st.runner_on_instance.find(instance_id); i != st.runner_on_instance.end())
+    return &st.runners.at(i->second);
+  auto jit = st.jit_configs.find(config.value);
+  if (config.empty() || jit == st.jit_configs.end())
+    return nullptr;
+  auto runner = st.runners.find(jit->second);
+  st.jit_configs.erase(jit); // nobody will ever use it now
+  if (runner == st.runners.end())
+    return nullptr;
+  runner->second.instance_id = instance_id;
+  return &runner->second;
+}
+
+/// The job on a runner whose machine vanished fails: it started, so GitHub
+/// does not queue it again.
+void fail_job(github_pointer self, state::runner& r) {
+  log::info("sim github job failed, its runner's instance is gone",
+            {{"job", to_string(*r.job)}, {"runner", r.name}});
+  end_job(self, r, "jobs_interrupted");
+}
+
+/// An instance went away: its runner goes offline and its registration
+/// stays behind (GitHub keeps offline runners until they are deleted).
+void instance_gone(github_pointer self, const std::string& instance_id,
+                   const secret_string& config) {
+  auto& st = self->state;
+  auto r = runner_of_instance(self, instance_id, config);
+  if (r == nullptr)
+    return;
+  r->online = false;
+  r->instance_gone = true;
+  st.idle_runners.erase(r->id);
+  st.runner_on_instance.erase(instance_id);
+  if (r->job)
+    fail_job(self, *r);
 }
 
 // -- REST operations ----------------------------------------------------------
@@ -558,6 +613,12 @@ api_calls report(github_pointer self) {
   for (auto& [key, j] : st.jobs)
     if (!j.ran_on.empty())
       out["ran_on " + to_string(key) + " " + j.ran_on] = 1;
+  out["ghost_registrations"] = std::count_if(
+    st.runners.begin(), st.runners.end(),
+    [](const auto& x) { return x.second.instance_gone; });
+  // Instances with a live registration, for orphans at the end.
+  for (auto& [instance, runner] : st.runner_on_instance)
+    out["registered_on " + instance] = 1;
   out["runners_idle_never_used"] = std::count_if(
     st.runners.begin(), st.runners.end(), [](const auto& x) {
       auto& r = x.second;
@@ -578,7 +639,7 @@ sim_github(sim_github_actor::stateful_pointer<sim_github_state> self,
   // Ground truth the simulation report reads, present even when zero.
   for (auto key : {"jobs_queued", "jobs_started", "jobs_completed",
                    "runners_registered", "github_403", "jit_configs_created",
-                   "github_unknown_registration"})
+                   "github_unknown_registration", "jobs_interrupted"})
     st.counters[key] = 0;
   return {
     [=](atom::call, const github_request& req) {
@@ -594,6 +655,9 @@ sim_github(sim_github_actor::stateful_pointer<sim_github_state> self,
       bring_online(self, instance_id, secret);
     },
     [=](atom::finished, int64_t runner_id) { finish_job(self, runner_id); },
+    [=](atom::terminate, const std::string& instance_id, const secret_string& config) {
+      instance_gone(self, instance_id, config);
+    },
     [=](atom::stats) { return report(self); },
     [=](atom::flush, uint64_t id) { deliver_delayed(self, id); },
   };

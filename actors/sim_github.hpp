@@ -5,7 +5,9 @@
 // retry-after), injected 5xx and 404 faults; every call is answered after
 // `github_latency`. Jobs queued on it are taken by idle online runners with
 // matching labels; it delivers the webhooks (queued, in_progress, completed)
-// to the connected queue.
+// to the connected queue. When the cloud reports an instance gone, its
+// runner goes offline but stays registered (a ghost until someone deletes
+// it), and a job it was running fails.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
@@ -54,6 +56,7 @@ struct sim_github_state {
     std::optional<job_key> job; // the job it runs
     std::string instance_id;
     int64_t jobs_run = 0;
+    bool instance_gone = false; // offline for good: a ghost registration
   };
 
   enum class job_state : uint8_t { queued, in_progress, completed };
@@ -85,6 +88,7 @@ struct sim_github_state {
   /// registration target, as on GitHub.
   std::set<std::string> runner_names;
   std::set<int64_t> idle_runners;    // online and without a job
+  std::unordered_map<std::string, int64_t> runner_on_instance; // online ones
   std::map<job_key, job> jobs;
   std::map<uint64_t, job_key> queue; // queued jobs in injection order
   std::map<std::string, active_fault> faults; // by kind

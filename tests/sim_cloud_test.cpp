@@ -1,8 +1,11 @@
 #include "actors/sim_cloud.hpp"
 #include "tests/actor_test.hpp"
+#include "transport/ec2_event.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -12,9 +15,11 @@ namespace {
 /// What the simulated cloud told GitHub: (instance id, runner config).
 using online_log = std::vector<std::pair<std::string, std::string>>;
 
-/// A GitHub that only records which instances brought a runner online.
+/// A GitHub that only records which instances brought a runner online and
+/// which instances it was told are gone.
 sim_github_actor::behavior_type recording_github(sim_github_actor::pointer,
-                                                 std::shared_ptr<online_log> log) {
+                                                 std::shared_ptr<online_log> log,
+                                                 std::shared_ptr<online_log> gone) {
   return {
     [](atom::call, const github_request&) { return github_response{}; },
     [](atom::connect, const queue_actor&, const sim_cloud_actor&) {},
@@ -24,6 +29,9 @@ sim_github_actor::behavior_type recording_github(sim_github_actor::pointer,
       log->emplace_back(id, config.value);
     },
     [](atom::finished, int64_t) {},
+    [gone](atom::terminate, const std::string& id, const secret_string& config) {
+      gone->emplace_back(id, config.value);
+    },
     [](atom::stats) { return api_calls{}; },
     [](atom::flush, uint64_t) {},
   };
@@ -39,7 +47,7 @@ protected:
 
   void start() {
     cloud = stop_at_teardown(sys.spawn(sim_cloud, sim, "/ghscale/runners/",
-                                       sys.spawn(recording_github, online), stats));
+                                       sys.spawn(recording_github, online, gone_log), stats));
   }
 
   fleet_request request(std::string token, int32_t count,
@@ -88,6 +96,7 @@ protected:
   simulation_config sim;
   metrics_ptr stats = std::make_shared<metrics>();
   std::shared_ptr<online_log> online = std::make_shared<online_log>();
+  std::shared_ptr<online_log> gone_log = std::make_shared<online_log>();
   sim_cloud_actor cloud;
 };
 
@@ -350,3 +359,163 @@ TEST_F(SimCloudTest, LatencyDelaysAnswersButNotTheirEffects) {
 }
 
 } // namespace
+
+// -- instances going away ------------------------------------------------------
+
+TEST_F(SimCloudTest, EveryTerminationIsReportedToGithubWithItsConfig) {
+  start();
+  auto ids = fleet(request("t-1", 3)).instances;
+  put("/ghscale/runners/" + ids[0].instance_id, "jit-0");
+  put("/ghscale/runners/" + ids[1].instance_id, "jit-1");
+  ask<batch_result>(cloud, atom::terminate_v, instance_ids{{ids[0].instance_id}});
+  ask<batch_result>(cloud, atom::terminate_v, instance_ids{{ids[2].instance_id}});
+  self->send(cloud, atom::finished_v, ids[1].instance_id);
+  sched.run();
+  EXPECT_EQ(*gone_log, (online_log{{ids[0].instance_id, "jit-0"},
+                                   {ids[2].instance_id, ""},
+                                   {ids[1].instance_id, "jit-1"}}));
+  // Terminating again changes nothing; a config written for a gone instance
+  // is reported, since its registration will never come online.
+  ask<batch_result>(cloud, atom::terminate_v, instance_ids{{ids[0].instance_id}});
+  put("/ghscale/runners/" + ids[2].instance_id, "jit-late");
+  ASSERT_EQ(gone_log->size(), 4u);
+  EXPECT_EQ(gone_log->back(), (std::pair<std::string, std::string>{
+                                ids[2].instance_id, "jit-late"}));
+  auto s = cloud_stats();
+  EXPECT_EQ(s["instances_running"], 0);
+  EXPECT_EQ(s.count("alive_ms " + ids[0].instance_id), 0u);
+}
+
+/// A queue that only records the bodies sent to it.
+queue_actor::behavior_type recording_queue(queue_actor::pointer,
+                                           std::shared_ptr<std::vector<std::string>> bodies) {
+  return {
+    [](atom::receive, const receive_request&) { return received_batch{}; },
+    [](atom::remove, const std::vector<std::string>&) { return batch_result{}; },
+    [](atom::visibility, const std::vector<visibility_change>&) {
+      return batch_result{};
+    },
+    [bodies](atom::enqueue, const std::vector<outgoing_message>& msgs) {
+      batch_result res;
+      for (auto& m : msgs) {
+        res.succeeded.push_back(std::to_string(bodies->size()));
+        bodies->push_back(m.body);
+      }
+      return res;
+    },
+    [](atom::depth) { return queue_depth{}; },
+  };
+}
+
+class SimCloudSpotTest : public SimCloudTest {
+protected:
+  void start_connected() {
+    start();
+    self->send(cloud, atom::connect_v, sys.spawn(recording_queue, bodies));
+    sched.run();
+  }
+
+  /// The instances the warnings sent since the last call name, sorted.
+  std::vector<std::string> warned() {
+    std::vector<std::string> ids;
+    for (auto& body : *bodies) {
+      auto id = parse_spot_interruption(body);
+      EXPECT_TRUE(id && id->has_value()) << body;
+      if (id && id->has_value())
+        ids.push_back(**id);
+    }
+    bodies->clear();
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  std::set<std::string> live_ids() {
+    std::set<std::string> out;
+    for (auto& inst : describe({}).instances)
+      out.insert(inst.instance_id);
+    return out;
+  }
+
+  std::shared_ptr<std::vector<std::string>> bodies
+    = std::make_shared<std::vector<std::string>>();
+};
+
+TEST_F(SimCloudSpotTest, InterruptionWarnsAFractionOfSpotThenReclaimsThem) {
+  start_connected();
+  auto spot = fleet(request("t-spot", 10, capacity_type::spot)).instances;
+  auto on_demand = fleet(request("t-od", 2)).instances;
+  for (auto& i : spot)
+    put("/ghscale/runners/" + i.instance_id, "jit-" + i.instance_id);
+  inject("spot_interruption", "", 0.2, 0s);
+  auto first = warned();
+  ASSERT_EQ(first.size(), 2u);
+  std::set<std::string> spot_ids;
+  for (auto& i : spot)
+    spot_ids.insert(i.instance_id);
+  for (auto& id : first)
+    EXPECT_EQ(spot_ids.count(id), 1u) << id << " is not a spot instance";
+  // Two minutes of warning, then EC2 takes them back.
+  advance(119s);
+  EXPECT_EQ(live_ids().size(), 12u);
+  EXPECT_TRUE(gone_log->empty());
+  advance(1s);
+  auto live = live_ids();
+  EXPECT_EQ(live.size(), 10u);
+  for (auto& id : first)
+    EXPECT_EQ(live.count(id), 0u);
+  ASSERT_EQ(gone_log->size(), 2u);
+  for (auto& [id, config] : *gone_log)
+    EXPECT_EQ(config, "jit-" + id);
+  // An instance is warned once: all of the 8 spot instances left, only the
+  // c5.large ones (every second one) when the type is named.
+  inject("spot_interruption", "c5.large", 1.0, 0s);
+  auto second = warned();
+  std::map<std::string, std::string> type_of;
+  for (auto& i : spot)
+    type_of[i.instance_id] = i.instance_type;
+  EXPECT_FALSE(second.empty());
+  for (auto& id : second)
+    EXPECT_EQ(type_of[id], "c5.large") << id;
+  inject("spot_interruption", "", 1.0, 0s);
+  auto third = warned();
+  EXPECT_EQ(second.size() + third.size(), 8u);
+  advance(2min);
+  EXPECT_EQ(live_ids().size(), 2u); // the on-demand ones
+  for (auto& i : on_demand)
+    EXPECT_EQ(live_ids().count(i.instance_id), 1u);
+  auto s = cloud_stats();
+  EXPECT_EQ(s["spot_interrupted"], 10);
+  EXPECT_EQ(s["spot_reclaimed"], 10);
+  EXPECT_EQ(s["events_delivered"], 10);
+}
+
+TEST_F(SimCloudSpotTest, InterruptionChoiceFollowsTheSeed) {
+  auto run = [this](uint64_t seed) {
+    sim.seed = seed;
+    start_connected();
+    fleet(request("t-" + std::to_string(seed), 20, capacity_type::spot));
+    inject("spot_interruption", "", 0.25, 0s);
+    auto ids = warned();
+    stop_all();
+    sched.run();
+    return ids;
+  };
+  auto a = run(1);
+  auto b = run(1);
+  EXPECT_EQ(a.size(), 5u);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, run(2));
+}
+
+TEST_F(SimCloudSpotTest, WithoutAQueueTheWarningIsLostButTheInstanceStillGoes) {
+  start();
+  auto id = fleet(request("t-1", 1, capacity_type::spot)).instances[0].instance_id;
+  inject("spot_interruption", "", 1.0, 0s);
+  advance(2min);
+  EXPECT_TRUE(describe({}).instances.empty());
+  auto s = cloud_stats();
+  EXPECT_EQ(s["events_undelivered"], 1);
+  EXPECT_EQ(s["spot_reclaimed"], 1);
+  ASSERT_EQ(gone_log->size(), 1u);
+  EXPECT_EQ(gone_log->front().first, id);
+}

@@ -26,6 +26,8 @@ recording_cloud(sim_cloud_actor::pointer,
     [](atom::put_param, const parameter& p) { return p.name; },
     [](atom::del_param, const std::string& name) { return name; },
     [](atom::inject, const sim_fault&) {},
+    [](atom::connect, const queue_actor&) {},
+    [](atom::interrupt, const std::string&) {},
     [](atom::online, const std::string&) {},
     [finished](atom::finished, const std::string& id) { finished->push_back(id); },
     [](atom::stats) { return api_calls{}; },
@@ -474,3 +476,97 @@ TEST_F(SimGithubTest, LatencyDelaysResponsesButNotTheirEffects) {
 }
 
 } // namespace
+
+// -- instances going away, time-to-start ---------------------------------------
+
+TEST_F(SimGithubTest, WebhooksCarryQueuedAndStartedTimesAndTheWaitIsMeasured) {
+  auto gh = start();
+  auto sink = start_sink();
+  self->send(gh, atom::connect_v, sink, start_recording_cloud());
+  sched.run();
+  advance(1min); // the actor clock stands for Unix time: away from its epoch
+  // RFC 3339 in the payload has whole seconds.
+  caf::timespan queued_at = std::chrono::duration_cast<std::chrono::seconds>(
+    sys.clock().now().time_since_epoch());
+  inject(gh, make_job(7, acme_web, {"self-hosted"}, 2min));
+  drain(sink);
+  advance(45s);
+  auto token = mint(gh);
+  auto reg = call(gh, jit(token, acme_org, "runner-1", {"self-hosted"}));
+  online(gh, "i-1", reg.secret);
+  auto started = drain(sink);
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].created_at, queued_at);
+  EXPECT_EQ(started[0].started_at, queued_at + 45s);
+  advance(2min);
+  auto completed = drain(sink);
+  ASSERT_EQ(completed.size(), 1u);
+  EXPECT_EQ(completed[0].created_at, queued_at);
+  EXPECT_EQ(completed[0].started_at, queued_at + 45s);
+  EXPECT_EQ(github_stats(gh)["wait_ms 7#1"], 45000);
+}
+
+TEST_F(SimGithubTest, GoneInstancesFailTheirJobAndLeaveGhostRegistrations) {
+  auto gh = start();
+  auto sink = start_sink();
+  self->send(gh, atom::connect_v, sink, start_recording_cloud());
+  sched.run();
+  auto token = mint(gh);
+  auto busy = call(gh, jit(token, acme_org, "busy", {"self-hosted"}));
+  auto idle = call(gh, jit(token, acme_org, "idle", {"self-hosted", "gpu"}));
+  auto never = call(gh, jit(token, acme_org, "never", {"self-hosted"}));
+  inject(gh, make_job(1, acme_web, {"self-hosted"}, 10min));
+  online(gh, "i-1", busy.secret);
+  online(gh, "i-2", idle.secret);
+  drain(sink);
+  auto s = github_stats(gh);
+  EXPECT_EQ(s["registered_on i-1"], 1);
+  EXPECT_EQ(s["registered_on i-2"], 1);
+  EXPECT_EQ(s["ghost_registrations"], 0);
+  // i-1 is reclaimed mid-job, i-2 while idle, i-3 before it ever booted.
+  self->send(gh, atom::terminate_v, std::string{"i-1"}, busy.secret);
+  self->send(gh, atom::terminate_v, std::string{"i-2"}, idle.secret);
+  self->send(gh, atom::terminate_v, std::string{"i-3"}, never.secret);
+  sched.run();
+  auto failed = drain(sink);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].action, job_action::completed);
+  EXPECT_EQ(failed[0].key, (job_key{1, 1}));
+  EXPECT_EQ(failed[0].runner_name, "busy");
+  // It started, so it is not queued again, and nothing more happens to it.
+  EXPECT_EQ(call(gh, job_query(token, acme_web, 1)).job_status, "completed");
+  advance(10min);
+  EXPECT_TRUE(drain(sink).empty());
+  // The config of the instance that never booted is worthless now.
+  online(gh, "i-3", never.secret);
+  s = github_stats(gh);
+  EXPECT_EQ(s["jobs_interrupted"], 1);
+  EXPECT_EQ(s["jobs_completed"], 0);
+  EXPECT_EQ(s["jobs_never_started"], 0);
+  EXPECT_EQ(s["jobs_running"], 0);
+  EXPECT_EQ(s["github_unknown_registration"], 1);
+  EXPECT_EQ(s["ghost_registrations"], 3);
+  EXPECT_EQ(s.count("registered_on i-1") + s.count("registered_on i-2"), 0u);
+  // The registrations stay, offline, and take no jobs ...
+  auto list = with(token, github_op::list_runners);
+  list.target = acme_org;
+  auto listed = call(gh, list);
+  ASSERT_EQ(listed.runners.size(), 3u);
+  for (auto& r : listed.runners) {
+    EXPECT_EQ(r.status, "offline") << r.name;
+    EXPECT_FALSE(r.busy) << r.name;
+  }
+  inject(gh, make_job(2, acme_web, {"self-hosted"}));
+  EXPECT_EQ(call(gh, job_query(token, acme_web, 2)).job_status, "queued");
+  // ... until someone deletes them.
+  for (auto& r : listed.runners) {
+    auto del = with(token, github_op::delete_runner);
+    del.runner_id = r.id;
+    EXPECT_EQ(call(gh, del).status, 204) << r.name;
+  }
+  EXPECT_EQ(github_stats(gh)["ghost_registrations"], 0);
+  // An instance GitHub never heard of changes nothing.
+  self->send(gh, atom::terminate_v, std::string{"i-9"}, secret_string{});
+  sched.run();
+  EXPECT_EQ(github_stats(gh)["ghost_registrations"], 0);
+}

@@ -35,9 +35,11 @@ int64_t sum_where(const metrics& m, const std::string& name,
 /// ground truth; these are the calls.
 bool is_api_call(const std::string& kind) {
   static const char* truth[] = {"never_started ", "ran_on ", "launched_ms ",
+                                "alive_ms ", "registered_on ", "wait_ms ",
                                 "peak_instances", "instances_", "jobs_",
                                 "runners_", "github_", "job_tag_repeats",
-                                "jit_configs_created", "webhooks_"};
+                                "jit_configs_created", "webhooks_", "spot_",
+                                "events_", "ghost_registrations"};
   for (auto prefix : truth)
     if (kind.rfind(prefix, 0) == 0)
       return false;
@@ -108,10 +110,127 @@ std::set<std::string> drain_keys(world_driver& world, const queue_actor& q) {
   }
 }
 
+/// Every loop killed on the queue was replaced, none later than `threshold`.
+bool replaced_in_time(const loop_timeline& l, double threshold) {
+  return l.revived >= l.killed
+         && (l.killed == 0 || l.max_revival_seconds <= threshold);
+}
+
+/// What the simulated backends know, with ghscale's leftovers counted.
+struct ground_truth {
+  std::map<std::string, int64_t> github;
+  std::map<std::string, int64_t> cloud;
+  int64_t ghosts = 0;  // registrations whose instance is gone
+  int64_t orphans = 0; // instances alive without a registration
+};
+
+ground_truth look(world_driver& world, const embedded_world& w) {
+  ground_truth out;
+  out.github = as_map(world.ask<api_calls>(w.github, atom::stats_v));
+  out.cloud = as_map(world.ask<api_calls>(w.cloud, atom::stats_v));
+  out.ghosts = out.github["ghost_registrations"];
+  const std::string alive = "alive_ms ";
+  for (auto& [kind, launched] : out.cloud)
+    if (kind.rfind(alive, 0) == 0
+        && out.github.count("registered_on " + kind.substr(alive.size())) == 0)
+      ++out.orphans;
+  return out;
+}
+
+/// Samples the registry's status every `every`, into one timeline per queue.
+class loop_sampler {
+public:
+  loop_sampler(const config& cfg, caf::timespan every)
+    : every_(every), next_(every) {
+    for (auto& q : cfg.queues)
+      if (polled(cfg, q.name)) {
+        loop_timeline t;
+        t.queue = q.name;
+        t.min_loops = q.min_loops;
+        t.max_loops = q.max_loops;
+        timelines_.push_back(std::move(t));
+      }
+  }
+
+  /// Runs the world to `at`, sampling on the way.
+  void run_until(world_driver& world, const token_registry_actor& registry,
+                 caf::timespan at) {
+    while (next_ <= at) {
+      world.run_until(next_);
+      sample(world, registry);
+      next_ += every_;
+    }
+    world.run_until(at);
+  }
+
+  void killed(const std::string& queue) {
+    if (auto t = find(queue))
+      ++t->killed;
+  }
+
+  bool knows(const std::string& queue) const {
+    return std::any_of(timelines_.begin(), timelines_.end(),
+                       [&](const loop_timeline& t) { return t.queue == queue; });
+  }
+
+  /// Every queue is back at its minimum of loops.
+  bool at_minimum() const {
+    return std::all_of(timelines_.begin(), timelines_.end(),
+                       [](const loop_timeline& t) { return t.last == t.min_loops; });
+  }
+
+  std::vector<loop_timeline> timelines() const { return timelines_; }
+
+private:
+  static bool polled(const config& cfg, const std::string& queue) {
+    return std::any_of(cfg.pools.begin(), cfg.pools.end(),
+                       [&](const pool_config& p) { return p.queue == queue; });
+  }
+
+  loop_timeline* find(const std::string& queue) {
+    for (auto& t : timelines_)
+      if (t.queue == queue)
+        return &t;
+    return nullptr;
+  }
+
+  void sample(world_driver& world, const token_registry_actor& registry) {
+    auto status = world.ask<registry_status>(registry, atom::status_v);
+    if (!status)
+      return; // restarting: the next sample will tell
+    auto second = std::chrono::duration<double>(world.elapsed()).count();
+    for (auto& q : status->queues) {
+      auto t = find(q.queue);
+      if (t == nullptr)
+        continue;
+      if (t->series.empty()) {
+        t->min = t->max = q.loops;
+      }
+      t->min = std::min(t->min, q.loops);
+      t->max = std::max(t->max, q.loops);
+      if (t->series.empty() || t->series.back().second != q.loops)
+        t->series.emplace_back(second, q.loops);
+      t->last = q.loops;
+      t->scaled_up = q.scaled_up;
+      t->scaled_down = q.scaled_down;
+      t->revived = q.revived;
+      t->max_revival_seconds = q.max_revival_seconds;
+    }
+  }
+
+  caf::timespan every_;
+  caf::timespan next_; // the first sample comes once the loops have started
+  std::vector<loop_timeline> timelines_;
+};
+
+/// Nothing left to do, and nothing left behind: no job waiting or running,
+/// empty queues, every queue back to its minimum of loops, and no ghost or
+/// orphan the reaper has still to clean up.
 bool world_is_quiet(world_driver& world, const embedded_world& w,
-                    const config& cfg) {
-  auto github = as_map(world.ask<api_calls>(w.github, atom::stats_v));
-  if (github["jobs_never_started"] > 0 || github["jobs_running"] > 0)
+                    const config& cfg, const loop_sampler& loops) {
+  auto truth = look(world, w);
+  if (truth.github["jobs_never_started"] > 0 || truth.github["jobs_running"] > 0
+      || truth.ghosts > 0 || truth.orphans > 0 || !loops.at_minimum())
     return false;
   for (auto& pool : cfg.pools) {
     auto depth = world.ask<queue_depth>(w.wiring.queues.at(pool.queue),
@@ -122,10 +241,48 @@ bool world_is_quiet(world_driver& world, const embedded_world& w,
   return true;
 }
 
+/// Seconds between each job's queueing and its start on GitHub.
+std::vector<double> waits(const std::map<std::string, int64_t>& github) {
+  std::vector<double> out;
+  const std::string wait = "wait_ms ";
+  for (auto& [kind, ms] : github)
+    if (kind.rfind(wait, 0) == 0)
+      out.push_back(static_cast<double>(ms) / 1000.0);
+  return out;
+}
+
+void add_lifecycle(simulation_report& r, world_driver& world, const config& cfg,
+                   const node_handles& node, const metrics& stats) {
+  for (auto& pool : cfg.pools) {
+    auto counts = world.ask<ledger_counts>(node.ledgers.at(pool.name), atom::counts_v);
+    r.runners_by_state.push_back({pool.name, counts ? *counts : ledger_counts{}});
+  }
+  for (auto action : {"idle_retired", "kept_busy", "orphan_tagged",
+                      "orphan_terminated", "ghost_deleted", "bypassed"})
+    r.reaper_actions.emplace_back(
+      action, sum_where(stats, "ghscale_reaper_actions_total", "action", action));
+  r.reaper_passes = stats.total("ghscale_reaper_passes_total");
+  r.reaper_api_calls = stats.total("ghscale_reaper_api_calls_total");
+  if (r.reaper_passes > 0)
+    r.reaper_calls_per_pass = static_cast<double>(r.reaper_api_calls)
+                              / static_cast<double>(r.reaper_passes);
+}
+
+/// Every kill_loop entry names a queue whose loops the node runs.
+caf::error check_trace(const std::vector<trace_entry>& trace,
+                       const loop_sampler& loops) {
+  for (auto& entry : trace)
+    if (entry.what == trace_entry::kind::kill_loop && !loops.knows(entry.queue))
+      return caf::make_error(errc::invalid_config,
+                             "trace: kill_loop names '" + entry.queue
+                               + "', which no pool polls");
+  return caf::none;
+}
+
 } // namespace
 
 void inject(const trace_entry& entry, const embedded_world& world,
-            const node_actor& node) {
+            const node_handles& node) {
   switch (entry.what) {
     case trace_entry::kind::job:
       caf::anon_send(world.github, atom::inject_v, entry.job);
@@ -137,7 +294,10 @@ void inject(const trace_entry& entry, const embedded_world& world,
         caf::anon_send(world.cloud, atom::inject_v, entry.fault);
       break;
     case trace_entry::kind::crash:
-      caf::anon_send(node, atom::inject_v, entry.child);
+      caf::anon_send(node.node, atom::inject_v, entry.child);
+      break;
+    case trace_entry::kind::kill_loop:
+      caf::anon_send(node.loops, atom::inject_v, entry.queue);
       break;
   }
 }
@@ -146,7 +306,11 @@ bool simulation_report::ok() const {
   for (auto& p : peaks)
     if (p.peak > p.cap)
       return false;
-  return jobs_lost == 0 && duplicate_launches == 0;
+  for (auto& l : loops)
+    if (!replaced_in_time(l, revival_threshold_seconds))
+      return false;
+  return jobs_lost == 0 && duplicate_launches == 0 && ghosts_left == 0
+         && orphans_left == 0;
 }
 
 caf::expected<simulation_report>
@@ -157,6 +321,9 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   sys_cfg.set("scheduler.policy", caf::atom("testing"));
   caf::actor_system sys{sys_cfg};
   auto stats = std::make_shared<metrics>();
+  loop_sampler loops{cfg, opts.loop_sample_every};
+  if (auto err = check_trace(trace, loops))
+    return err;
   auto w = spawn_embedded_backends(sys, cfg, stats);
   if (!w)
     return w.error();
@@ -168,30 +335,47 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   r.trace = trace_name;
   std::map<std::string, double> queued_at; // job key -> seconds
   for (auto& entry : trace) {
-    world.run_until(entry.at);
+    loops.run_until(world, node->registry, entry.at);
     if (entry.what == trace_entry::kind::job) {
       queued_at.emplace(to_string(entry.job.event.key),
                         std::chrono::duration<double>(entry.at).count());
       r.deliveries += 1 + entry.job.duplicates;
     }
-    inject(entry, *w, node->node);
+    if (entry.what == trace_entry::kind::kill_loop)
+      loops.killed(entry.queue);
+    inject(entry, *w, *node);
   }
   r.jobs_seen = static_cast<int64_t>(queued_at.size());
-  // Let the world settle: runners boot, jobs run, retries come back.
+  // Let the world settle: runners boot, jobs run, retries come back, loops
+  // scale down, the reaper cleans up.
   auto last = trace.empty() ? caf::timespan{0} : trace.back().at;
   for (auto t = last + opts.check_every; t <= last + opts.horizon;
        t += opts.check_every) {
-    world.run_until(t);
-    if (world_is_quiet(world, *w, cfg))
+    loops.run_until(world, node->registry, t);
+    if (world_is_quiet(world, *w, cfg, loops))
       break;
   }
   r.simulated_seconds = std::chrono::duration<double>(world.elapsed()).count();
   if (auto status = world.ask<node_status>(node->node, atom::status_v))
     for (auto& child : status->children)
       r.restarts += child.restarts;
+  r.loops = loops.timelines();
+  r.revival_threshold_seconds = std::chrono::duration<double>(
+    cfg.poll_loops.stale_after + cfg.poll_loops.heartbeat).count();
+  add_lifecycle(r, world, cfg, *node, *stats);
   // Ground truth from the simulated world.
-  auto github = as_map(world.ask<api_calls>(w->github, atom::stats_v));
-  auto cloud = as_map(world.ask<api_calls>(w->cloud, atom::stats_v));
+  auto truth = look(world, *w);
+  auto& github = truth.github;
+  auto& cloud = truth.cloud;
+  r.ghosts_left = truth.ghosts;
+  r.orphans_left = truth.orphans;
+  r.jobs_interrupted = github["jobs_interrupted"];
+  r.spot_interrupted = cloud["spot_interrupted"];
+  auto wait = waits(github);
+  r.wait_samples = static_cast<int64_t>(wait.size());
+  r.wait_p50 = percentile(wait, 0.50);
+  r.wait_p95 = percentile(wait, 0.95);
+  r.wait_p99 = percentile(wait, 0.99);
   std::set<std::string> dead_lettered;
   std::set<std::string> still_queued;
   for (auto& q : cfg.queues) {
@@ -268,15 +452,115 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   return r;
 }
 
+namespace {
+
+std::string fixed(double x) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(3);
+  s << x;
+  return s.str();
+}
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text)
+    out += c == '"' ? std::string{"\\\""} : std::string{c};
+  return out + "\"";
+}
+
+std::string json_counts(const ledger_counts& c) {
+  std::ostringstream out;
+  out << "{\"requested\":" << c.requested << ",\"pending\":" << c.pending
+      << ",\"ready\":" << c.ready << ",\"running\":" << c.running
+      << ",\"completed\":" << c.completed << ",\"failed\":" << c.failed
+      << ",\"orphaned\":" << c.orphaned << ",\"terminated\":" << c.terminated
+      << "}";
+  return out.str();
+}
+
+/// The issue-4 part of the report: loops, lifecycle, scale-down.
+void render_lifecycle_json(std::ostream& out, const simulation_report& r) {
+  out << ",\"loops\":{\"revival_threshold_seconds\":"
+      << fixed(r.revival_threshold_seconds) << ",\"queues\":[";
+  for (size_t i = 0; i < r.loops.size(); ++i) {
+    auto& l = r.loops[i];
+    out << (i ? "," : "") << "{\"queue\":" << json_string(l.queue)
+        << ",\"min_loops\":" << l.min_loops << ",\"max_loops\":" << l.max_loops
+        << ",\"min\":" << l.min << ",\"max\":" << l.max << ",\"last\":" << l.last
+        << ",\"scaled_up\":" << l.scaled_up << ",\"scaled_down\":" << l.scaled_down
+        << ",\"killed\":" << l.killed << ",\"revived\":" << l.revived
+        << ",\"max_revival_seconds\":" << fixed(l.max_revival_seconds)
+        << ",\"series\":[";
+    for (size_t j = 0; j < l.series.size(); ++j)
+      out << (j ? "," : "") << "[" << fixed(l.series[j].first) << ","
+          << l.series[j].second << "]";
+    out << "]}";
+  }
+  out << "]},\"runners_by_state\":{";
+  for (size_t i = 0; i < r.runners_by_state.size(); ++i)
+    out << (i ? "," : "") << json_string(r.runners_by_state[i].pool) << ":"
+        << json_counts(r.runners_by_state[i].counts);
+  out << "},\"reaper\":{\"passes\":" << r.reaper_passes
+      << ",\"api_calls\":" << r.reaper_api_calls
+      << ",\"api_calls_per_pass\":" << fixed(r.reaper_calls_per_pass)
+      << ",\"actions\":{";
+  for (size_t i = 0; i < r.reaper_actions.size(); ++i)
+    out << (i ? "," : "") << json_string(r.reaper_actions[i].first) << ":"
+        << r.reaper_actions[i].second;
+  out << "}},\"spot_interrupted\":" << r.spot_interrupted
+      << ",\"jobs_interrupted\":" << r.jobs_interrupted
+      << ",\"ghosts_left\":" << r.ghosts_left
+      << ",\"orphans_left\":" << r.orphans_left
+      << ",\"time_to_start_seconds\":{\"samples\":" << r.wait_samples
+      << ",\"p50\":" << fixed(r.wait_p50) << ",\"p95\":" << fixed(r.wait_p95)
+      << ",\"p99\":" << fixed(r.wait_p99) << "}";
+}
+
+void render_lifecycle_text(std::ostream& out, const simulation_report& r) {
+  for (auto& l : r.loops) {
+    out << "poll loops              " << l.queue << ": min " << l.min << "  max "
+        << l.max << "  last " << l.last << "  (bounds " << l.min_loops << ".."
+        << l.max_loops << "; scaled up " << l.scaled_up << ", down "
+        << l.scaled_down << ")\n"
+        << "loops killed/revived    " << l.queue << ": " << l.killed << " / "
+        << l.revived << ", longest revival " << fixed(l.max_revival_seconds)
+        << " s of " << fixed(r.revival_threshold_seconds) << " s allowed"
+        << (replaced_in_time(l, r.revival_threshold_seconds)
+              ? ""
+              : "  NOT REPLACED IN TIME")
+        << "\n"
+        << "loops over time         " << l.queue << ":";
+    for (auto& [second, loops] : l.series)
+      out << " " << static_cast<int64_t>(second) << "s=" << loops;
+    out << "\n";
+  }
+  for (auto& p : r.runners_by_state) {
+    auto& c = p.counts;
+    out << "runners by state        " << p.pool << ": requested " << c.requested
+        << ", pending " << c.pending << ", ready " << c.ready << ", running "
+        << c.running << ", completed " << c.completed << ", failed " << c.failed
+        << ", orphaned " << c.orphaned << ", terminated " << c.terminated << "\n";
+  }
+  out << "reaper actions         ";
+  for (auto& [action, n] : r.reaper_actions)
+    out << " " << action << " " << n;
+  out << "\n"
+      << "reaper API calls        " << r.reaper_api_calls << " in " << r.reaper_passes
+      << " passes (" << fixed(r.reaper_calls_per_pass) << " a pass)\n"
+      << "spot interruptions      " << r.spot_interrupted << " instances, "
+      << r.jobs_interrupted << " running jobs failed\n"
+      << "ghosts left             " << r.ghosts_left << "\n"
+      << "orphans left            " << r.orphans_left << "\n"
+      << "time-to-start (s)       p50 " << fixed(r.wait_p50) << "  p95 "
+      << fixed(r.wait_p95) << "  p99 " << fixed(r.wait_p99) << "  ("
+      << r.wait_samples << " jobs)\n";
+}
+
+} // namespace
+
 std::string render_report(const simulation_report& r, bool json) {
   std::ostringstream out;
-  auto fixed = [](double x) {
-    std::ostringstream s;
-    s.setf(std::ios::fixed);
-    s.precision(3);
-    s << x;
-    return s.str();
-  };
   if (json) {
     out << "{\"trace\":\"" << r.trace << "\",\"ok\":" << (r.ok() ? "true" : "false")
         << ",\"simulated_seconds\":" << fixed(r.simulated_seconds)
@@ -300,13 +584,12 @@ std::string render_report(const simulation_report& r, bool json) {
           << "}";
     out << "],\"queue_to_launch_seconds\":{\"samples\":" << r.latency_samples
         << ",\"p50\":" << fixed(r.latency_p50) << ",\"p95\":" << fixed(r.latency_p95)
-        << ",\"p99\":" << fixed(r.latency_p99) << "},\"api_calls\":{";
-    for (size_t i = 0; i < r.api_calls.size(); ++i) {
-      std::string key;
-      for (char c : r.api_calls[i].first)
-        key += c == '"' ? std::string{"\\\""} : std::string{c};
-      out << (i ? "," : "") << "\"" << key << "\":" << r.api_calls[i].second;
-    }
+        << ",\"p99\":" << fixed(r.latency_p99) << "}";
+    render_lifecycle_json(out, r);
+    out << ",\"api_calls\":{";
+    for (size_t i = 0; i < r.api_calls.size(); ++i)
+      out << (i ? "," : "") << json_string(r.api_calls[i].first) << ":"
+          << r.api_calls[i].second;
     out << "}}\n";
     return out.str();
   }
@@ -331,8 +614,9 @@ std::string render_report(const simulation_report& r, bool json) {
         << p.cap << (p.peak > p.cap ? "  OVER CAP" : "") << "\n";
   out << "queue-to-launch (s)     p50 " << fixed(r.latency_p50) << "  p95 "
       << fixed(r.latency_p95) << "  p99 " << fixed(r.latency_p99) << "  ("
-      << r.latency_samples << " launches)\n"
-      << "API calls by kind:\n";
+      << r.latency_samples << " launches)\n";
+  render_lifecycle_text(out, r);
+  out << "API calls by kind:\n";
   for (auto& [kind, n] : r.api_calls)
     out << "  " << kind << "  " << n << "\n";
   out << "result                  " << (r.ok() ? "OK" : "FAILED") << "\n";

@@ -46,7 +46,8 @@ caf::error parse_fault(const rapidjson::Value& v, const std::string& where,
   }
   static const char* kinds[] = {"github_5xx", "github_404", "github_rate_limit",
                                 "ec2_capacity", "ec2_spot_capacity",
-                                "ec2_partial", "ec2_throttle"};
+                                "ec2_partial", "ec2_throttle",
+                                "spot_interruption"};
   if (std::find(std::begin(kinds), std::end(kinds), out.kind) == std::end(kinds))
     return fail(where, "unknown fault kind '" + out.kind + "'");
   if (out.rate < 0 || out.rate > 1)
@@ -92,7 +93,12 @@ caf::error parse_line(const std::string& line, const std::string& where,
     out.child = doc["crash"].GetString();
     return caf::none;
   }
-  return fail(where, "expected \"event\", \"fault\" or \"crash\"");
+  if (doc.HasMember("kill_loop") && doc["kill_loop"].IsString()) {
+    out.what = trace_entry::kind::kill_loop;
+    out.queue = doc["kill_loop"].GetString();
+    return caf::none;
+  }
+  return fail(where, "expected \"event\", \"fault\", \"crash\" or \"kill_loop\"");
 }
 
 } // namespace

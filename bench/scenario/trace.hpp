@@ -11,12 +11,13 @@
 namespace ghscale::scenario {
 
 struct trace_entry {
-  enum class kind { job, fault, crash };
+  enum class kind { job, fault, crash, kill_loop };
   caf::timespan at{0}; // since the start of the simulation
   kind what = kind::job;
   sim_job job;         // kind::job: the parsed event and its delivery body
   sim_fault fault;     // kind::fault
   std::string child;   // kind::crash: the supervised child to kill
+  std::string queue;   // kind::kill_loop: one of its poll loops is killed
 };
 
 /// Parses a trace; errors name the source and line. Entries come back in

@@ -12,6 +12,12 @@ A trace is JSON lines, ordered by time. Each line is one of:
   {"at": S, "crash": CHILD}
       the supervised actor CHILD (e.g. "fleet_launcher", "scaler/linux-x64")
       is killed, as a crash would.
+  {"at": S, "kill_loop": QUEUE}
+      one poll loop of QUEUE, chosen at random, is killed, as a crash would;
+      the token registry must replace it within its stale threshold.
+  Spot interruptions are a fault: {"kind": "spot_interruption", "rate": R}
+  warns R of the live spot instances (EC2's event on the queue) and
+  reclaims them two minutes later.
 
 Deterministic: `python3 conf/traces/generate.py` rewrites the same files.
 """
@@ -130,8 +136,42 @@ def matrix_storm(rng):
     return lines
 
 
+def chaos_spot(rng):
+    """30 minutes of pollers killed at random and spot runners reclaimed: a
+    steady trickle of jobs with a burst at minute 6 that piles up on the
+    queue (loops scale up, then back down), 14 kills of a poll loop, and
+    six spot interruptions of 10-20% of the spot instances, some of them
+    running jobs. Runs with conf/simulate-chaos.toml."""
+    lines, job_id, run_id = [], 4_000_000, 80_000
+    # Steady load: a job every ~10 s for 30 minutes.
+    t = 0.0
+    while t < 30 * 60:
+        t += rng.expovariate(1 / 10)
+        job_id += 1
+        run_id += 1
+        labels = POOLS["arm64" if rng.random() < 0.15 else "x64"]
+        lines.append(job_line(t, job_id, run_id, labels,
+                              f"svc-{rng.randrange(8)}", rng.randint(90, 480),
+                              duplicates=1 if rng.random() < 0.05 else 0))
+    # The burst: 150 x64 jobs within 20 s, over the pool's cap.
+    for i in range(150):
+        job_id += 1
+        lines.append(job_line(360 + rng.random() * 20, job_id, 90_000 + i // 25,
+                              POOLS["x64"], "monorepo", rng.randint(120, 300)))
+    for _ in range(14):
+        lines.append({"at": round(rng.uniform(30, 29 * 60), 3),
+                      "kill_loop": "jobs"})
+    for at in (240, 420, 600, 900, 1200, 1500):
+        lines.append({"at": at + round(rng.random() * 30, 3),
+                      "fault": {"kind": "spot_interruption",
+                                "rate": round(rng.uniform(0.1, 0.2), 3)}})
+    return lines
+
+
 if __name__ == "__main__":
     write("steady-day.jsonl", steady_day(random.Random(1)), "24 h")
     write("burst-500.jsonl", burst(random.Random(2)), "500 jobs in 5 s")
     write("matrix-storm.jsonl", matrix_storm(random.Random(3)),
           "duplicates and faults")
+    write("chaos-spot.jsonl", chaos_spot(random.Random(4)),
+          "killed poll loops and spot interruptions")
