@@ -306,6 +306,11 @@ void on_response(client_ptr self, github_work item, github_response& res) {
         replace_lost_registration(self, std::move(item));
         return;
       }
+      // Deleting a runner that runs a job: the caller keeps the runner.
+      if (item.request.op == github_op::delete_runner && res.status == 422) {
+        fail(item, errc::runner_busy, op + ": 422 " + res.message);
+        return;
+      }
       fail(item, errc::rejected, op + ": " + status + " " + res.message);
       return;
   }

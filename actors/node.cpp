@@ -177,9 +177,13 @@ spawn_embedded_backends(caf::actor_system& sys, const config& cfg,
   world.github = sys.spawn(sim_github, cfg.simulation, stats);
   world.cloud = sys.spawn(sim_cloud, cfg.simulation, cfg.aws.parameter_prefix,
                           world.github, stats);
-  if (!cfg.pools.empty() && queues.count(cfg.pools.front().queue) > 0)
-    caf::anon_send(world.github, atom::connect_v,
-                   queues.at(cfg.pools.front().queue), world.cloud);
+  // Webhooks and EC2's events (spot interruption warnings) arrive on the
+  // first pool's queue.
+  if (!cfg.pools.empty() && queues.count(cfg.pools.front().queue) > 0) {
+    auto& events = queues.at(cfg.pools.front().queue);
+    caf::anon_send(world.github, atom::connect_v, events, world.cloud);
+    caf::anon_send(world.cloud, atom::connect_v, events);
+  }
   if (cfg.aws.backend == backend_kind::embedded) {
     world.wiring.ec2 = world.cloud;
     world.wiring.ssm = world.cloud;

@@ -97,8 +97,7 @@ void ask_installation(reaper_ptr self, int64_t installation_id,
 
 /// GitHub answers 422 to deleting a runner that is running a job.
 bool still_running_job(const caf::error& err) {
-  return err == errc::rejected
-         && context_of(err).find("delete_runner: 422") != std::string::npos;
+  return err == errc::runner_busy;
 }
 
 /// The registration is gone: deleted now, or already before.
@@ -165,6 +164,7 @@ void finish_pass(reaper_ptr self) {
   st.pass.reset();
   auto& report = pass.report;
   label_set pool_label{{"pool", st.pool.name}};
+  st.stats->add("ghscale_reaper_passes_total", pool_label);
   st.stats->add("ghscale_reaper_api_calls_total", pool_label, report.api_calls);
   st.stats->set("ghscale_reaper_last_pass_api_calls", pool_label,
                 static_cast<double>(report.api_calls));

@@ -481,10 +481,14 @@ void deregister_interrupted(scaler_pointer self, const context_ptr& ctx,
   if (in.runner_id == 0 || in.installation_id == 0)
     return;
   auto failed = [=](const caf::error& err) {
-    log::warn("interrupted runner not deregistered",
-              {{"pool", ctx->pool.name},
-               {"runner", in.runner_name},
-               {"error", self->system().render(err)}});
+    if (err == errc::runner_busy)
+      log::info("interrupted runner is running a job and keeps it",
+                {{"pool", ctx->pool.name}, {"runner", in.runner_name}});
+    else
+      log::warn("interrupted runner not deregistered",
+                {{"pool", ctx->pool.name},
+                 {"runner", in.runner_name},
+                 {"error", self->system().render(err)}});
   };
   with_client(self, ctx, in.installation_id,
               [=](caf::expected<installation_client_actor> client) {

@@ -22,6 +22,7 @@ std::string to_string(errc x) {
     case errc::shutting_down: return "shutting_down";
     case errc::unknown_pool: return "unknown_pool";
     case errc::timeout: return "timeout";
+    case errc::runner_busy: return "runner_busy";
   }
   return "unknown";
 }

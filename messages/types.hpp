@@ -37,6 +37,7 @@ enum class errc : uint8_t {
   shutting_down,        // the node is draining
   unknown_pool,         // routing names a pool that does not exist
   timeout,              // a deadline passed
+  runner_busy,          // GitHub refused to delete a runner running a job
 };
 
 std::string to_string(errc x);

@@ -380,6 +380,26 @@ TEST_F(InstallationClientTest, NotFoundRightAfterMintIsRetriedLaterIsBelieved) {
   EXPECT_EQ(github->calls.size(), 4u);
 }
 
+TEST_F(InstallationClientTest, UnregisterOfABusyRunnerSaysSo) {
+  github->respond = [](const github_request& req, size_t) {
+    return req.op == github_op::delete_runner
+             ? status_reply(422, "Bad request - Runner is still running a job")
+             : ok_reply(req);
+  };
+  auto client = start_client();
+  self->send(client, atom::unregister_v,
+             runner_removal{repository_ref{"octo", "", owner_type::organization},
+                            55});
+  advance(1s);
+  auto answers = replies<int64_t>();
+  ASSERT_EQ(answers.size(), 1u);
+  ASSERT_FALSE(answers[0]);
+  EXPECT_EQ(answers[0].error(), errc::runner_busy);
+  // Not retried: the runner is kept, the next pass looks again.
+  ASSERT_EQ(github->calls.size(), 1u);
+  EXPECT_EQ(github->calls[0].request.op, github_op::delete_runner);
+}
+
 TEST_F(InstallationClientTest, UnregisterTreatsNotFoundAsGone) {
   github->respond = [](const github_request& req, size_t) {
     return req.op == github_op::delete_runner ? status_reply(404, "Not Found")

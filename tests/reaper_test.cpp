@@ -354,7 +354,7 @@ TEST_F(reaper_test, BadIdleScheduleRetiresNothingAndCountsAnError) {
 TEST_F(reaper_test, RunnerThatTookAJobIsKeptAndNotTerminated) {
   auto t = clock_now();
   script->removal_errors[1] = caf::make_error(
-    errc::rejected, "delete_runner: 422 Bad request - Runner \"linux-i-a\" is "
+    errc::runner_busy, "delete_runner: 422 Bad request - Runner \"linux-i-a\" is "
                     "still running a job");
   script->removal_errors[3] = caf::make_error(errc::not_found,
                                               "delete_runner: 404 Not Found");
