@@ -77,7 +77,7 @@ TEST(Simulation, SameSeedSameReport) {
   auto a = simulate(cfg, "matrix-storm.jsonl");
   auto b = simulate(cfg, "matrix-storm.jsonl");
   EXPECT_EQ(render_report(a, true), render_report(b, true));
-  auto chaos = load_quiet("simulate-chaos.toml");
+  auto chaos = load_quiet("simulate-chaos-spot.toml");
   EXPECT_EQ(render_report(simulate(chaos, "chaos-spot.jsonl"), true),
             render_report(simulate(chaos, "chaos-spot.jsonl"), true));
 }
@@ -152,7 +152,7 @@ TEST(Simulation, KillingTheLoopsOfAnUnpolledQueueIsRefused) {
 }
 
 TEST(Simulation, ChaosSpotLosesNothingAndLeavesNothingBehind) {
-  auto r = simulate(load_quiet("simulate-chaos.toml"), "chaos-spot.jsonl");
+  auto r = simulate(load_quiet("simulate-chaos-spot.toml"), "chaos-spot.jsonl");
   EXPECT_EQ(r.jobs_lost, 0);
   EXPECT_EQ(r.duplicate_launches, 0);
   for (auto& p : r.peaks)

@@ -141,7 +141,7 @@ def chaos_spot(rng):
     steady trickle of jobs with a burst at minute 6 that piles up on the
     queue (loops scale up, then back down), 14 kills of a poll loop, and
     six spot interruptions of 10-20% of the spot instances, some of them
-    running jobs. Runs with conf/simulate-chaos.toml."""
+    running jobs. Runs with conf/simulate-chaos-spot.toml."""
     lines, job_id, run_id = [], 4_000_000, 80_000
     # Steady load: a job every ~10 s for 30 minutes.
     t = 0.0
