@@ -4,11 +4,7 @@
 #include "transport/prometheus.hpp"
 #include "transport/webhook.hpp"
 
-// Debian's libcpp-httplib is compiled with these; the header must match it.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "transport/httplib.hpp"
 
 #include <sys/socket.h>
 

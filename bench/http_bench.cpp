@@ -5,11 +5,7 @@
 //
 // usage: http_bench [N]   (N requests per run, default 20000; median of 3)
 
-// Debian's libcpp-httplib is compiled with these; the header must match it.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "transport/httplib.hpp"
 
 #include "actors/http_client.hpp"
 #include "messages/actors.hpp"

@@ -12,11 +12,7 @@
 //   DELIVERIES per run (default 5000); DIRECTORY for the databases (default:
 //   a new directory under the system's temporary directory, removed after).
 
-// Debian's libcpp-httplib is compiled with these; the header must match it.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "transport/httplib.hpp"
 
 #include "actors/embedded_queue.hpp"
 #include "actors/log.hpp"

@@ -2,11 +2,7 @@
 // loopback: real sockets, so the real scheduler. Receives carry a generous
 // timeout as a failure guard only; nothing waits on the clock for a result.
 
-// Debian's libcpp-httplib is compiled with these; the header must match it.
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "transport/httplib.hpp"
 
 #include "actors/http_client.hpp"
 #include "messages/actors.hpp"

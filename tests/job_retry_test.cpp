@@ -1,6 +1,7 @@
 // Job retry behind mocks of the ledger, the queue and GitHub, in virtual time.
 #include "actors/job_retry.hpp"
 #include "tests/actor_test.hpp"
+#include "tests/installation_client_mock.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <map>
@@ -13,11 +14,9 @@ using namespace std::chrono_literals;
 namespace {
 
 /// What the mocks answer, and what they were asked.
-struct world_script {
-  std::map<int64_t, caf::expected<std::string>> statuses; // "queued" if absent
+struct world_script : test::installation_script {
   std::set<job_key> on_their_way;
   std::map<std::string, int64_t> installations; // lookups by full name
-  std::vector<job_status_query> status_queries;
   std::vector<job_key> ledger_queries;
   std::vector<std::string> enqueued; // bodies
 };
@@ -57,35 +56,6 @@ queue_actor spawn_queue(caf::actor_system& sys, script_ptr script) {
         return out;
       },
       [](atom::depth) { return queue_depth{}; },
-    };
-  }, std::move(script));
-}
-
-installation_client_actor spawn_client(caf::actor_system& sys, script_ptr script) {
-  return sys.spawn([](script_ptr script) -> installation_client_actor::behavior_type {
-    auto unscripted = [] { return caf::make_error(errc::rejected, "not scripted"); };
-    return {
-      [=](atom::registration,
-          const registration_request&) -> caf::result<runner_registration> {
-        return unscripted();
-      },
-      [=](atom::job_status, const job_status_query& q) -> caf::result<std::string> {
-        script->status_queries.push_back(q);
-        auto i = script->statuses.find(q.job_id);
-        if (i == script->statuses.end())
-          return std::string{"queued"};
-        if (!i->second)
-          return i->second.error();
-        return *i->second;
-      },
-      [=](atom::runners, const repository_ref&) -> caf::result<runner_list> {
-        return unscripted();
-      },
-      [=](atom::unregister, const runner_removal&) -> caf::result<int64_t> {
-        return unscripted();
-      },
-      [](atom::budget) { return budget_status{}; },
-      [](atom::flush) {},
     };
   }, std::move(script));
 }
@@ -130,7 +100,7 @@ protected:
   }
 
   void start() {
-    auto client = stop_at_teardown(spawn_client(sys, script));
+    auto client = stop_at_teardown(test::spawn_installation_client(sys, script));
     std::map<std::string, job_retry_route> routes;
     routes["linux"] = job_retry_route{stop_at_teardown(spawn_ledger(sys, script)),
                                       stop_at_teardown(spawn_queue(sys, script)),
@@ -167,10 +137,10 @@ TEST_F(JobRetryTest, ReinjectsAJobStillQueuedWithNoRunnerAfterItsDelay) {
   start();
   recheck_job(queued_job(1));
   advance(29s);
-  EXPECT_TRUE(script->status_queries.empty());
+  EXPECT_TRUE(script->queries.empty());
   advance(1s);
-  ASSERT_EQ(script->status_queries.size(), 1u);
-  EXPECT_EQ(script->status_queries[0].job_id, 1);
+  ASSERT_EQ(script->queries.size(), 1u);
+  EXPECT_EQ(script->queries[0].job_id, 1);
   EXPECT_EQ(script->ledger_queries, (std::vector<job_key>{job_key{1, 2}}));
   ASSERT_EQ(script->enqueued.size(), 1u);
   // Put back as GitHub's own webhook, run attempt included.
@@ -203,16 +173,16 @@ TEST_F(JobRetryTest, BacksOffPerJobAndGivesUpAfterMaxAttempts) {
   EXPECT_EQ(outcomes("gave_up"), 1);
   // Delays 30 s, 60 s and 120 s: one re-check is due after each.
   advance(30s);
-  EXPECT_EQ(script->status_queries.size(), 1u);
+  EXPECT_EQ(script->queries.size(), 1u);
   advance(30s);
-  EXPECT_EQ(script->status_queries.size(), 2u);
+  EXPECT_EQ(script->queries.size(), 2u);
   advance(59s);
-  EXPECT_EQ(script->status_queries.size(), 2u);
+  EXPECT_EQ(script->queries.size(), 2u);
   advance(1s);
-  EXPECT_EQ(script->status_queries.size(), 3u);
+  EXPECT_EQ(script->queries.size(), 3u);
   EXPECT_EQ(script->enqueued.size(), 3u);
   advance(1h);
-  EXPECT_EQ(script->status_queries.size(), 3u);
+  EXPECT_EQ(script->queries.size(), 3u);
 }
 
 TEST_F(JobRetryTest, ItsOwnErrorsAreCountedNotRetried) {
@@ -222,7 +192,7 @@ TEST_F(JobRetryTest, ItsOwnErrorsAreCountedNotRetried) {
   advance(30s);
   EXPECT_EQ(outcomes("status_failed"), 1);
   advance(1h);
-  EXPECT_EQ(script->status_queries.size(), 1u);
+  EXPECT_EQ(script->queries.size(), 1u);
   EXPECT_TRUE(script->enqueued.empty());
   recheck_job(queued_job(3), "no-such-pool");
   EXPECT_EQ(stats->count("ghscale_job_rechecks_total",

@@ -9,10 +9,7 @@
 #include "transport/prometheus.hpp"
 #include "transport/workflow_job.hpp"
 
-#define CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#include <httplib.h>
+#include "transport/httplib.hpp"
 
 #include <caf/all.hpp>
 #include <gtest/gtest.h>

@@ -3,6 +3,7 @@
 #include "actors/runner_ledger.hpp"
 #include "actors/scaler.hpp"
 #include "tests/actor_test.hpp"
+#include "tests/installation_client_mock.hpp"
 
 #include <functional>
 #include <map>
@@ -71,47 +72,12 @@ fleet_launcher_actor spawn_launcher(caf::actor_system& sys,
   }, std::move(script));
 }
 
-/// GitHub: job statuses by job id ("queued" if absent), and the calls made.
-struct github_script {
-  std::map<int64_t, caf::expected<std::string>> statuses;
-  std::vector<job_status_query> queries;
+/// GitHub: the installation client's script plus what the App was asked.
+struct github_script : test::installation_script {
   std::vector<int64_t> client_asks;
   std::map<std::string, int64_t> installations; // by target, for lookups
   std::vector<std::string> lookups;
-  std::vector<runner_removal> removals;
 };
-
-installation_client_actor spawn_client(caf::actor_system& sys,
-                                       std::shared_ptr<github_script> script) {
-  return sys.spawn([](std::shared_ptr<github_script> script)
-                     -> installation_client_actor::behavior_type {
-    auto unscripted = [] { return caf::make_error(errc::rejected, "not scripted"); };
-    return {
-      [=](atom::registration,
-          const registration_request&) -> caf::result<runner_registration> {
-        return unscripted();
-      },
-      [=](atom::job_status, const job_status_query& q) -> caf::result<std::string> {
-        script->queries.push_back(q);
-        auto i = script->statuses.find(q.job_id);
-        if (i == script->statuses.end())
-          return std::string{"queued"};
-        if (!i->second)
-          return i->second.error();
-        return *i->second;
-      },
-      [=](atom::runners, const repository_ref&) -> caf::result<runner_list> {
-        return unscripted();
-      },
-      [=](atom::unregister, const runner_removal& removal) -> caf::result<int64_t> {
-        script->removals.push_back(removal);
-        return removal.runner_id;
-      },
-      [](atom::budget) { return budget_status{}; },
-      [](atom::flush) {},
-    };
-  }, std::move(script));
-}
 
 github_app_actor spawn_github(caf::actor_system& sys,
                               std::shared_ptr<github_script> script,
@@ -176,7 +142,7 @@ protected:
     auto ec2 = stop_at_teardown(spawn_ec2(sys, ledger_ready));
     ledger = stop_at_teardown(
       sys.spawn(runner_ledger, pool, timeouts_config{}, ec2, stats));
-    auto client = stop_at_teardown(spawn_client(sys, github));
+    auto client = stop_at_teardown(test::spawn_installation_client(sys, github));
     auto app = stop_at_teardown(spawn_github(sys, github, client));
     auto fleet = stop_at_teardown(spawn_launcher(sys, launcher));
     auto retries = stop_at_teardown(spawn_job_retry(sys, rechecks));
