@@ -488,6 +488,13 @@ void read_target_tags(runner_record& r, const std::vector<tag>& tags) {
   r.installation_id = std::strtoll(installation->c_str(), nullptr, 10);
 }
 
+/// What the tags of an instance say about its runner.
+void read_instance_tags(runner_record& r, const std::vector<tag>& tags) {
+  r.orphan_tagged = find_tag(tags, tag_key::orphan) != nullptr;
+  r.bypass_removal = find_tag(tags, tag_key::bypass_removal) != nullptr;
+  read_target_tags(r, tags);
+}
+
 /// Brings launched runners in line with EC2: runners whose instance is gone
 /// become terminated (those already terminated at the previous pass are
 /// dropped), unknown instances become pending runners. Runners launched
@@ -522,10 +529,7 @@ apply_instances(ledger_pointer self, const pool_config& pool,
   for (auto& [id, inst] : alive) {
     auto known = st.runners.find(id);
     if (known != st.runners.end()) {
-      auto& r = known->second;
-      r.orphan_tagged = find_tag(inst->tags, tag_key::orphan) != nullptr;
-      r.bypass_removal = find_tag(inst->tags, tag_key::bypass_removal) != nullptr;
-      read_target_tags(r, inst->tags);
+      read_instance_tags(known->second, inst->tags);
       continue;
     }
     runner_record r;
@@ -534,9 +538,7 @@ apply_instances(ledger_pointer self, const pool_config& pool,
     r.runner_name = pool.name + "-" + id;
     r.requested_at = now;
     r.launched_at = now;
-    r.orphan_tagged = find_tag(inst->tags, tag_key::orphan) != nullptr;
-    r.bypass_removal = find_tag(inst->tags, tag_key::bypass_removal) != nullptr;
-    read_target_tags(r, inst->tags);
+    read_instance_tags(r, inst->tags);
     put_runner(st, std::move(r));
     ++added;
   }
