@@ -562,6 +562,9 @@ void apply_registration(runner_ledger_state& st, const pool_config& pool,
       return;
     bool was_registered = r.registered;
     r.registered = false;
+    // The reaper tagged it at an earlier pass: no registration since.
+    if (r.orphan_tagged && r.state == runner_state::pending)
+      change_runner(st, r, [](runner_record& x) { x.state = runner_state::orphaned; });
     if (was_registered && pool.mode == runner_mode::ephemeral
         && (r.state == runner_state::ready || r.state == runner_state::running))
       change_runner(st, r, [](runner_record& x) { x.state = runner_state::completed; });
@@ -573,8 +576,10 @@ void apply_registration(runner_ledger_state& st, const pool_config& pool,
     r.target = seen->target;
     r.installation_id = seen->installation_id;
   }
+  auto unregistered = r.state == runner_state::pending
+                      || r.state == runner_state::orphaned;
   if (seen->runner.busy) {
-    if (r.state == runner_state::pending || r.state == runner_state::ready)
+    if (unregistered || r.state == runner_state::ready)
       change_runner(st, r, [&](runner_record& x) {
         x.state = runner_state::running;
         x.started_at = now;
@@ -583,7 +588,7 @@ void apply_registration(runner_ledger_state& st, const pool_config& pool,
   }
   if (seen->runner.status != "online")
     return;
-  if (r.state == runner_state::pending) {
+  if (unregistered) {
     stats.observe("ghscale_time_to_ready_seconds", {{"pool", pool.name}},
                   seconds(now - r.launched_at));
     change_runner(st, r, [&](runner_record& x) {

@@ -94,8 +94,10 @@ std::string to_string(runner_state x) {
 }
 
 bool counts_against_cap(runner_state x) noexcept {
+  // An orphan's instance is alive (and billed) until the reaper ends it.
   return x == runner_state::requested || x == runner_state::pending
-         || x == runner_state::ready || x == runner_state::running;
+         || x == runner_state::ready || x == runner_state::running
+         || x == runner_state::orphaned;
 }
 
 std::string to_string(capacity_type x) {

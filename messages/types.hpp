@@ -405,7 +405,9 @@ struct ledger_counts {
   int32_t failed = 0;
   int32_t orphaned = 0;
   int32_t terminated = 0;
-  int32_t active() const noexcept { return requested + pending + ready + running; }
+  int32_t active() const noexcept {
+    return requested + pending + ready + running + orphaned;
+  }
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ledger_counts& x) {

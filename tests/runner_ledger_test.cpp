@@ -495,10 +495,21 @@ TEST_F(RunnerLedgerTest, ReconciliationFindsGhostsAndReadsInstanceTags) {
   EXPECT_EQ(a.installation_id, 42);
   EXPECT_TRUE(a.orphan_tagged);
   EXPECT_FALSE(a.registered);
+  EXPECT_EQ(a.state, runner_state::orphaned);
+  EXPECT_EQ(view->runners[1].state, runner_state::pending);
   EXPECT_TRUE(view->runners[1].bypass_removal);
   // Only this pool's registration whose instance is gone is a ghost.
   ASSERT_EQ(view->ghosts.size(), 1u);
   EXPECT_EQ(view->ghosts[0].runner.id, 9);
+  auto c = counts();
+  EXPECT_EQ(c.orphaned, 1);
+  EXPECT_EQ(c.active(), 2); // an orphan's instance still takes a slot
+  // It registered after all: an orphan no longer.
+  inv.registrations.push_back(registration("linux-i-a", 12, false));
+  view = ask<pool_view>(atom::reconcile_v, inv);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->runners[0].state, runner_state::ready);
+  EXPECT_FALSE(check_runner_indexes(ledger_state()));
 }
 
 TEST_F(RunnerLedgerTest, RunnersLaunchedAfterTheInventoryAreNeitherGoneNorGhosts) {
