@@ -303,7 +303,8 @@ class Burst:
                 res = conn.getresponse()
                 res.read()
                 status = res.status
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # Killed mid-answer (a reset, or a body cut short): unanswered.
                 status = None
                 conn = None  # a new connection for the next delivery
             with self.lock:
