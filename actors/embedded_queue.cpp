@@ -30,8 +30,7 @@ batch_entry_error receipt_error(const std::string& receipt) {
 /// An actor-clock time as the store keeps it, rounded up to the
 /// millisecond so that a message never becomes visible early after a restart.
 int64_t to_unix_ms(const clock_bridge& wall, caf::timespan actor_time) {
-  auto unix_time = wall.wall_now + (actor_time - wall.actor_now);
-  return std::chrono::ceil<std::chrono::milliseconds>(unix_time).count();
+  return std::chrono::ceil<std::chrono::milliseconds>(wall.to_wall(actor_time)).count();
 }
 
 caf::timespan from_unix_ms(const clock_bridge& wall, int64_t unix_ms) {

@@ -269,11 +269,11 @@ void hand_over(launcher_ptr self, uint64_t id, size_t index) {
 void tag_targets(launcher_ptr self, const launch_attempt& job) {
   if (one_target(job.request))
     return;
-  std::map<std::string, instance_tags> by_target;
+  // By (where it registers, installation).
+  std::map<std::pair<std::string, int64_t>, instance_tags> by_target;
   for (size_t index = 0; index < job.instances.size(); ++index) {
     auto& spec = job.request.runners[index];
-    auto& group = by_target[spec.target.full_name() + "#"
-                            + std::to_string(spec.installation_id)];
+    auto& group = by_target[{spec.target.full_name(), spec.installation_id}];
     group.tags = target_tags(spec);
     group.ids.push_back(job.instances[index].instance_id);
   }
@@ -282,9 +282,9 @@ void tag_targets(launcher_ptr self, const launch_attempt& job) {
     self->request(self->state.ec2, self->state.timeouts.aws_call, atom::add_tags_v,
                   group)
       .then([](const batch_result&) {},
-            [self, target = target](const caf::error& err) {
+            [self, target = target.first](const caf::error& err) {
               log::warn("tagging instances with their runner target failed",
-                        {{"target", target.substr(0, target.find('#'))},
+                        {{"target", target},
                          {"error", self->system().render(err)}});
             });
   }

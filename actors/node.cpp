@@ -16,7 +16,6 @@
 #include "transport/digest.hpp"
 
 #include <functional>
-#include <set>
 
 namespace ghscale {
 

@@ -244,8 +244,8 @@ bool launched_before(const runner_view& runner, caf::timespan at,
 
 caf::expected<int32_t> idle_minimum_at(const reaper_state& st,
                                        caf::timespan actor_time) {
-  auto unix_time = st.wall.wall_now + (actor_time - st.wall.actor_now);
-  return idle_minimum(st.pool.idle_schedule, st.pool.min_idle, unix_time);
+  return idle_minimum(st.pool.idle_schedule, st.pool.min_idle,
+                      st.wall.to_wall(actor_time));
 }
 
 /// Deregisters an idle runner; only once GitHub let go of it is its

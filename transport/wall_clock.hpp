@@ -23,6 +23,10 @@ struct clock_bridge {
   caf::timespan to_actor(caf::timespan wall) const noexcept {
     return actor_now + (wall - wall_now);
   }
+  /// The wall-clock (Unix) time of an actor-clock instant.
+  caf::timespan to_wall(caf::timespan actor) const noexcept {
+    return wall_now + (actor - actor_now);
+  }
 };
 
 /// "2026-11-22T13:31:09Z" or with fractional seconds / a numeric offset
