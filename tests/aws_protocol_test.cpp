@@ -312,6 +312,18 @@ TEST(Ec2Protocol, CreateFleetByTemplateIdOnDemand) {
   EXPECT_EQ(form.count("TagSpecification.1.ResourceType"), 0u);
 }
 
+TEST(Ec2Protocol, ATemplateNameThatStartsLikeAnIdIsAName) {
+  fleet_request req;
+  req.client_token = "t";
+  req.launch_template = "lt-ghscale-linux-x64"; // the example's names
+  req.instance_types = {"m5.large"};
+  req.count = 1;
+  auto form = form_fields(ec2_create_fleet(test_endpoint("ec2"), req, 30s).body.value);
+  EXPECT_EQ(form["LaunchTemplateConfigs.1.LaunchTemplateSpecification.LaunchTemplateName"],
+            "lt-ghscale-linux-x64");
+  EXPECT_EQ(form.count("LaunchTemplateConfigs.1.LaunchTemplateSpecification.LaunchTemplateId"), 0u);
+}
+
 TEST(Ec2Protocol, PartialCreateFleetKeepsInstancesAndErrors) {
   fleet_request req;
   req.capacity = capacity_type::on_demand;

@@ -121,13 +121,21 @@ bool is_id_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-';
 }
 
+/// A launch template id is "lt-" and hex digits (EC2's are 17); anything
+/// else, "lt-ghscale-linux" included, is a name.
+bool is_launch_template_id(const std::string& x) {
+  return x.size() > 3 && x.rfind("lt-", 0) == 0
+         && std::all_of(x.begin() + 3, x.end(),
+                        [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
 } // namespace
 
 http_request ec2_create_fleet(const aws_endpoint& ep, const fleet_request& req,
                               caf::timespan timeout) {
   const std::string config = "LaunchTemplateConfigs.1";
   const std::string spec = config + ".LaunchTemplateSpecification";
-  auto by_id = req.launch_template.rfind("lt-", 0) == 0;
+  auto by_id = is_launch_template_id(req.launch_template);
   query_params params{
     {"Type", "instant"},
     {"ClientToken", req.client_token},
