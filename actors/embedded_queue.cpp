@@ -290,6 +290,9 @@ caf::result<batch_result> remove(queue_pointer self,
 caf::result<batch_result>
 change_visibility(queue_pointer self, const std::vector<visibility_change>& changes) {
   auto& st = self->state;
+  // One ChangeMessageVisibilityBatch per ten entries, as SQS would bill it.
+  st.stats->add("ghscale_queue_visibility_calls_total", queue_label(self),
+                static_cast<int64_t>((changes.size() + 9) / 10));
   batch_result out;
   std::vector<uint64_t> seqs;
   std::vector<caf::timespan> visible_at;

@@ -65,13 +65,16 @@ std::string runner_name(const pool_config& pool, const fleet_instance& instance)
 
 registration_request registration_for(const pool_config& pool,
                                        const runner_spec& spec,
-                                       std::string runner_name) {
+                                       std::string runner_name,
+                                       caf::timespan deadline) {
   registration_request reg;
   reg.target = spec.target;
   reg.runner_name = std::move(runner_name);
   reg.labels = pool.labels;
   reg.runner_group = pool.runner_group;
   reg.ephemeral = pool.mode == runner_mode::ephemeral;
+  reg.admission = spec.admission;
+  reg.deadline = deadline;
   return reg;
 }
 
@@ -110,6 +113,12 @@ void settle_launched(launcher_ptr self, uint64_t id, size_t index,
                      int64_t runner_id) {
   auto& job = self->state.launches.at(id);
   auto& instance = job.instances[index];
+  auto& spec = job.request.runners[index];
+  log::info("runner configured",
+            {{"pool", job.pool->name},
+             {"job", spec.job.job_id != 0 ? to_string(spec.job) : "idle"},
+             {"instance", instance.instance_id},
+             {"runner", runner_name(*job.pool, instance)}});
   launched_runner runner;
   runner.spec_index = static_cast<int32_t>(index);
   runner.job = job.request.runners[index].job;
@@ -118,6 +127,11 @@ void settle_launched(launcher_ptr self, uint64_t id, size_t index,
   runner.capacity = instance.capacity;
   runner.runner_name = runner_name(*job.pool, instance);
   runner.runner_id = runner_id;
+  // The ledger knows it now: it may boot and take a job long before the
+  // last registration of its launch is through.
+  auto ledger = self->state.ledgers.find(job.pool->name);
+  if (ledger != self->state.ledgers.end() && job.request.reservation != 0)
+    self->send(ledger->second, atom::observe_v, job.request.reservation, runner);
   job.result.launched.push_back(std::move(runner));
   if (--job.unsettled == 0)
     finish_launch(self, id);
@@ -159,14 +173,20 @@ void terminate_instance(launcher_ptr self, const std::string& pool,
       [=](caf::error& err) { on_failure(describe(err)); });
 }
 
-/// Gives a spec's instance up: terminate it, fail the spec with `code`.
+/// Gives a spec's instance up: terminate it, fail the spec with `code`, so
+/// that the scaler gives its job back to the queue. The one place a runner
+/// that could not be configured (registration failed, timed out or was
+/// refused by a drain; config hand-off failed) is undone.
 void abandon(launcher_ptr self, uint64_t id, size_t index, std::string code,
              const caf::error& err) {
   auto& job = self->state.launches.at(id);
   auto& instance_id = job.instances[index].instance_id;
-  log::warn("runner setup failed",
-            {{"pool", job.pool->name}, {"instance", instance_id},
-             {"code", code}, {"error", describe(err)}});
+  auto& spec = job.request.runners[index];
+  log::warn("runner setup failed, instance terminated and job given back",
+            {{"pool", job.pool->name},
+             {"job", spec.job.job_id != 0 ? to_string(spec.job) : "idle"},
+             {"instance", instance_id}, {"code", code},
+             {"error", describe(err)}});
   terminate_instance(self, job.pool->name, instance_id);
   settle_failed(self, id, index, std::move(code),
                 instance_id + ": " + describe(err));
@@ -227,6 +247,16 @@ void put_config(launcher_ptr self, uint64_t id, size_t index,
       });
 }
 
+/// The launch failure code of a registration that did not come: a timeout
+/// (the budget could not serve it in time), a drain, or any other failure.
+std::string registration_failure_code(const caf::error& err) {
+  if (err == errc::timeout || err == caf::sec::request_timeout)
+    return "registration_timeout";
+  if (err == errc::shutting_down)
+    return "registration_drained";
+  return "registration_failed";
+}
+
 /// How long a registration may take: the installation client queues and
 /// retries on its own, so it gets what is left of the launch budget after the
 /// SSM put, and at least one GitHub call's time.
@@ -240,23 +270,25 @@ caf::timespan registration_timeout(launcher_ptr self, const launch_attempt& job)
 void hand_over(launcher_ptr self, uint64_t id, size_t index) {
   auto& job = self->state.launches.at(id);
   auto& spec = job.request.runners[index];
-  auto reg = registration_for(*job.pool, spec,
-                              runner_name(*job.pool, job.instances[index]));
+  auto name = runner_name(*job.pool, job.instances[index]);
   client_key key{job.pool->github_app, spec.installation_id};
   with_client(self, key, [=](caf::expected<installation_client_actor> client) {
     if (!client) {
       abandon(self, id, index, "registration_failed", client.error());
       return;
     }
-    auto timeout = registration_timeout(self, self->state.launches.at(id));
-    self->request(*client, timeout, atom::registration_v, reg)
+    auto& job = self->state.launches.at(id);
+    auto timeout = registration_timeout(self, job);
+    auto reg = registration_for(*job.pool, job.request.runners[index], name,
+                                now(self) + timeout);
+    self->request(*client, timeout, atom::registration_v, std::move(reg))
       .then(
         [self, id, index](runner_registration& res) {
           put_config(self, id, index, res);
         },
         [self, id, index, key](caf::error& err) {
           self->state.clients.erase(key); // the next launch asks the App again
-          abandon(self, id, index, "registration_failed", err);
+          abandon(self, id, index, registration_failure_code(err), err);
         });
   });
 }
@@ -436,6 +468,7 @@ fleet_launcher(fleet_launcher_actor::stateful_pointer<fleet_launcher_state> self
                std::vector<pool_config> pools, aws_config aws,
                timeouts_config timeouts, ec2_actor ec2, ssm_actor ssm,
                std::map<std::string, github_app_actor> apps,
+               std::map<std::string, launch_recorder_actor> ledgers,
                metrics_ptr stats, uint64_t seed) {
   auto& st = self->state;
   for (auto& pool : pools) {
@@ -447,6 +480,7 @@ fleet_launcher(fleet_launcher_actor::stateful_pointer<fleet_launcher_state> self
   st.ec2 = std::move(ec2);
   st.ssm = std::move(ssm);
   st.apps = std::move(apps);
+  st.ledgers = std::move(ledgers);
   st.stats = std::move(stats);
   st.rng.seed(seed);
   return {

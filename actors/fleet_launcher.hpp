@@ -53,6 +53,8 @@ struct fleet_launcher_state {
   ec2_actor ec2;
   ssm_actor ssm;
   std::map<std::string, github_app_actor> apps;
+  /// Each pool's ledger, told of every runner as it is configured.
+  std::map<std::string, launch_recorder_actor> ledgers;
   /// Installation clients by (App name, installation id).
   std::map<client_key, installation_client_actor> clients;
   /// Hand-offs waiting for the one lookup of a client not cached yet.
@@ -69,6 +71,7 @@ fleet_launcher(fleet_launcher_actor::stateful_pointer<fleet_launcher_state> self
                std::vector<pool_config> pools, aws_config aws,
                timeouts_config timeouts, ec2_actor ec2, ssm_actor ssm,
                std::map<std::string, github_app_actor> apps,
+               std::map<std::string, launch_recorder_actor> ledgers,
                metrics_ptr stats, uint64_t seed);
 
 } // namespace ghscale

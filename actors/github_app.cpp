@@ -5,6 +5,7 @@
 #include "actors/log.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -107,6 +108,8 @@ installation_client_actor client_of(app_ptr self, int64_t installation_id,
   clients.emplace(installation_id, client);
   log::info("installation client started",
             {{"app", app.name}, {"installation", installation_id}});
+  if (self->state.draining)
+    caf::anon_send(client, atom::drain_v);
   return client;
 }
 
@@ -134,6 +137,25 @@ github_app(github_app_actor::stateful_pointer<github_app_state> self,
     clients.erase(i);
   });
   return {
+    [=](atom::drain, caf::timespan) -> caf::result<bool> {
+      auto& st = self->state;
+      st.draining = true;
+      auto rp = self->make_response_promise<bool>();
+      auto left = std::make_shared<size_t>(st.clients.size());
+      if (*left == 0)
+        rp.deliver(true);
+      for (auto& [id, client] : st.clients)
+        self->request(client, timeouts.drain, atom::drain_v)
+          .then([=](bool) mutable {
+                  if (--*left == 0)
+                    rp.deliver(true);
+                },
+                [=](const caf::error&) mutable {
+                  if (--*left == 0)
+                    rp.deliver(true);
+                });
+      return rp;
+    },
     [=](atom::client, int64_t installation_id) {
       return client_of(self, installation_id, app, timeouts, api, stats, seed);
     },

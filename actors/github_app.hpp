@@ -23,6 +23,8 @@ struct github_app_state {
   caf::timespan jwt_reuse_until{0};
   /// Installation ids looked up by target (org, or owner/repo).
   std::unordered_map<std::string, int64_t> installations;
+  /// Draining: every client drains, those spawned later too.
+  bool draining = false;
   static inline const char* name = "github_app";
 };
 

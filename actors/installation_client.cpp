@@ -22,7 +22,7 @@ using client_ptr =
 /// The window kept here is a second longer: GitHub counts arrivals, we count
 /// starts, and a write delayed less than the one it replaces in the window
 /// would otherwise land as the minute's (L+1)th.
-constexpr caf::timespan write_window = 61s;
+constexpr caf::timespan write_window_length = 61s;
 /// A token can answer 404 for a few seconds after its mint while GitHub
 /// replicates it; such a 404 is retried, not believed.
 constexpr caf::timespan replication_lag = 10s;
@@ -104,10 +104,6 @@ void arm_flush(client_ptr self, caf::timespan at) {
                      atom::flush_v);
 }
 
-void forget_old_writes(installation_client_state& st, caf::timespan t) {
-  while (!st.write_starts.empty() && st.write_starts.front() + write_window <= t)
-    st.write_starts.pop_front();
-}
 
 bool token_usable(const installation_client_state& st, caf::timespan t) {
   return !st.token.empty() && t < st.token_usable_until;
@@ -135,6 +131,25 @@ void fail_all_queued(client_ptr self, const caf::error& err) {
     queue.clear();
     for (auto& item : items)
       item.done(err);
+  }
+}
+
+/// Registrations whose caller stopped waiting are never sent: they would
+/// spend a write on a runner no instance gets.
+void drop_expired(client_ptr self, caf::timespan t) {
+  auto& queue = queue_of(self->state, request_priority::register_runner);
+  for (auto i = queue.begin(); i != queue.end();) {
+    if (i->deadline == caf::timespan{0} || i->deadline > t) {
+      ++i;
+      continue;
+    }
+    auto item = std::move(*i);
+    i = queue.erase(i);
+    self->state.stats->add("ghscale_github_expired_total",
+                           {{"op", to_string(item.request.op)}});
+    fail(item, errc::timeout,
+         to_string(item.request.op) + " for runner '" + item.request.runner_name
+           + "': its deadline passed while it waited for GitHub's budget");
   }
 }
 
@@ -243,12 +258,18 @@ void retry_later(client_ptr self, github_work item, const std::string& status) {
   st.backing_off.emplace(now(self) + delay, std::move(item));
 }
 
+/// One log line per pause: the requests in flight that meet the same limit
+/// only extend it.
 void pause_all(client_ptr self, caf::timespan until, const char* why) {
   auto& st = self->state;
+  auto t = now(self);
+  bool already_paused = st.paused_until > t;
   st.paused_until = std::max(st.paused_until, until);
+  if (already_paused)
+    return;
   log::warn("github requests paused",
             {{"installation", st.installation_id}, {"reason", why},
-             {"for_ms", to_ms(st.paused_until - now(self))}});
+             {"for_ms", to_ms(st.paused_until - t)}});
 }
 
 void replace_lost_registration(client_ptr self, github_work item);
@@ -343,7 +364,7 @@ void send(client_ptr self, github_work item, caf::timespan t) {
   item.token_minted_at = st.token_minted_at;
   ++st.requests_sent;
   if (is_mutation(item.request.op))
-    st.write_starts.push_back(t);
+    st.writes.record(t);
   auto call = item.request;
   call.credential = st.token;
   auto serial = st.next_serial++;
@@ -377,9 +398,8 @@ void release_backed_off(client_ptr self, caf::timespan t) {
 /// queues headed by a mutation while the write window is full.
 std::deque<github_work>* next_startable(installation_client_state& st,
                                         caf::timespan t) {
-  forget_old_writes(st, t);
-  bool writes_open = st.write_starts.size()
-                     < static_cast<size_t>(st.app.writes_per_minute);
+  st.writes.forget(t);
+  bool writes_open = st.writes.open();
   for (auto& queue : st.queues)
     if (!queue.empty() && (writes_open || !is_mutation(queue.front().request.op)))
       return &queue;
@@ -393,6 +413,7 @@ void pump(client_ptr self) {
   auto& st = self->state;
   auto t = now(self);
   release_backed_off(self, t);
+  drop_expired(self, t);
   while (has_queued(st)) {
     if (!token_usable(st, t)) {
       request_token(self, t);
@@ -406,7 +427,7 @@ void pump(client_ptr self) {
       break;
     auto* queue = next_startable(st, t);
     if (queue == nullptr) {
-      arm_flush(self, st.write_starts.front() + write_window);
+      arm_flush(self, st.writes.reopens_at());
       break;
     }
     auto item = std::move(queue->front());
@@ -418,12 +439,18 @@ void pump(client_ptr self) {
 }
 
 void enqueue(client_ptr self, request_priority priority, github_request request,
-             github_completion done) {
+             github_completion done, caf::timespan deadline = caf::timespan{0}) {
   request.installation_id = self->state.installation_id;
   github_work item;
   item.request = std::move(request);
   item.priority = priority;
+  item.deadline = deadline;
   item.done = std::move(done);
+  if (self->state.draining) {
+    fail(item, errc::shutting_down,
+         to_string(item.request.op) + ": the installation client is draining");
+    return;
+  }
   queue_of(self->state, priority).push_back(std::move(item));
 }
 
@@ -496,7 +523,98 @@ void register_runner(client_ptr self, const registration_request& req,
             else
               rp.deliver(runner_registration{ephemeral ? res->runner_id : 0,
                                              std::move(res->secret)});
-          });
+          },
+          req.deadline);
+}
+
+// -- planning ------------------------------------------------------------------
+
+/// Drops admissions whose window has passed; answers the units still set
+/// aside.
+int64_t admitted_units(installation_client_state& st, caf::timespan t) {
+  int64_t units = 0;
+  for (auto i = st.admissions.begin(); i != st.admissions.end();) {
+    if (i->second.until <= t) {
+      i = st.admissions.erase(i);
+      continue;
+    }
+    units += i->second.units;
+    ++i;
+  }
+  return units;
+}
+
+/// A registration that arrives under its admission uses one of its units.
+void use_admission(installation_client_state& st, uint64_t ticket) {
+  auto i = st.admissions.find(ticket);
+  if (i == st.admissions.end())
+    return;
+  if (--i->second.units <= 0)
+    st.admissions.erase(i);
+}
+
+/// Mutations waiting at registration priority: they start before any newly
+/// admitted registration.
+int64_t registrations_ahead(const installation_client_state& st) {
+  auto mutations = [](const github_work& w) { return is_mutation(w.request.op); };
+  auto& queue = st.queues[static_cast<size_t>(request_priority::register_runner)];
+  auto ahead = std::count_if(queue.begin(), queue.end(), mutations);
+  for (auto& [at, w] : st.backing_off)
+    ahead += w.priority == request_priority::register_runner && mutations(w) ? 1 : 0;
+  return ahead;
+}
+
+/// How many of `req.count` registrations the write window, the primary
+/// limit and any pause let start within `req.within`, after everything
+/// queued or admitted before them; those are set aside under a new ticket.
+admitted_registrations admit(client_ptr self, const registration_admission& req) {
+  auto& st = self->state;
+  auto t = now(self);
+  admitted_registrations out;
+  auto ahead = registrations_ahead(st) + admitted_units(st, t);
+  auto from = std::max(t, hold_until(st));
+  auto deadline = t + req.within;
+  st.writes.forget(t);
+  auto starts = st.writes.next_starts(ahead + std::max(req.count, 0) + 1, from);
+  for (int64_t i = ahead; i < ahead + req.count; ++i)
+    if (starts[static_cast<size_t>(i)] <= deadline)
+      ++out.granted;
+  // The hourly budget, if GitHub told us it runs out before the window ends.
+  if (st.rate.limit > 0 && st.rate.reset_at > deadline) {
+    auto left = st.rate.remaining - static_cast<int64_t>(queued_count(st)) - ahead;
+    out.granted = static_cast<int32_t>(
+      std::clamp<int64_t>(left, 0, out.granted));
+  }
+  if (st.draining)
+    out.granted = 0;
+  out.next_at = starts[static_cast<size_t>(ahead + out.granted)];
+  if (st.rate.limit > 0 && st.rate.remaining <= ahead + out.granted)
+    out.next_at = std::max(out.next_at, st.rate.reset_at);
+  if (out.granted > 0) {
+    out.ticket = st.next_ticket++;
+    st.admissions.emplace(out.ticket, admission_hold{out.granted, deadline});
+  }
+  return out;
+}
+
+/// Drain: every queued request fails (a registration's runner gives its job
+/// back), and new ones are refused; requests in flight finish.
+void drain(client_ptr self) {
+  auto& st = self->state;
+  if (st.draining)
+    return;
+  st.draining = true;
+  st.admissions.clear();
+  auto err = caf::make_error(errc::shutting_down,
+                             "the installation client is draining");
+  auto backing_off = std::move(st.backing_off);
+  st.backing_off.clear();
+  for (auto& [at, item] : backing_off)
+    item.done(err);
+  fail_all_queued(self, err);
+  log::info("installation client drained",
+            {{"installation", st.installation_id},
+             {"in_flight", static_cast<uint64_t>(st.in_flight.size())}});
 }
 
 /// A JIT config names its runner group by id: "Default" is 1 everywhere (and
@@ -566,13 +684,13 @@ void list_runners_from(client_ptr self, repository_ref target, int32_t page,
 
 budget_status budget_of(client_ptr self) {
   auto& st = self->state;
-  forget_old_writes(st, now(self));
+  st.writes.forget(now(self));
   budget_status out;
   out.primary = st.rate;
   out.in_flight = static_cast<int32_t>(st.in_flight.size());
   out.queued = static_cast<int32_t>(queued_count(st));
   out.write_tokens = std::max<double>(
-    0, st.app.writes_per_minute - static_cast<double>(st.write_starts.size()));
+    0, st.app.writes_per_minute - static_cast<double>(st.writes.used()));
   out.requests_sent = st.requests_sent;
   out.retries = st.retries;
   out.token_mints = st.token_mints;
@@ -595,9 +713,11 @@ installation_client(
   st.api = std::move(api);
   st.stats = std::move(stats);
   st.rng.seed(seed);
+  st.writes = write_window{st.app.writes_per_minute, write_window_length};
   return {
     [self](atom::registration,
            registration_request& req) -> caf::result<runner_registration> {
+      use_admission(self->state, req.admission);
       auto rp = self->make_response_promise<runner_registration>();
       with_runner_group(self, req,
                         [self, rp, req](caf::expected<int64_t> group) mutable {
@@ -649,6 +769,17 @@ installation_client(
               });
       pump(self);
       return rp;
+    },
+    [self](atom::admit, const registration_admission& req) {
+      return admit(self, req);
+    },
+    [self](atom::release, uint64_t ticket) {
+      self->state.admissions.erase(ticket);
+      pump(self);
+    },
+    [self](atom::drain) {
+      drain(self);
+      return true;
     },
     [self](atom::budget) { return budget_of(self); },
     [self](atom::flush) {

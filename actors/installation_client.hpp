@@ -3,12 +3,15 @@
 // installation token until `token_refresh_before` its expiry (one refresh at
 // a time), queues requests by priority (register a runner, then check a job,
 // then clean up), keeps the budget (x-ratelimit-* headers, a concurrency
-// limit, at most `writes_per_minute` mutations in any 60 s window), honours
+// limit, at most `writes_per_minute` mutations in any 61 s window), honours
 // retry-after, and retries 5xx, 401 (after a refresh) and the transient 404
-// right after a token mint with jittered backoff.
+// right after a token mint with jittered backoff. It also plans: a scaler
+// asks how many registrations can start within a window before launching
+// runners for them, and the ones it admits are set aside under a ticket.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "actors/metrics.hpp"
+#include "actors/write_window.hpp"
 
 #include <caf/all.hpp>
 
@@ -36,7 +39,15 @@ struct github_work {
   bool replaced_lost = false;   // a 409 already removed a lost registration
   uint64_t token_generation = 0; // of the token it was last sent with
   caf::timespan token_minted_at{0};
+  /// The caller stops waiting then: still queued, it fails unsent (0: none).
+  caf::timespan deadline{0};
   github_completion done;
+};
+
+/// Registrations a scaler was told can start in time, set aside for it.
+struct admission_hold {
+  int32_t units = 0;       // registrations not arrived yet
+  caf::timespan until{0};  // the plan's window ends: the rest are set free
 };
 
 struct installation_client_state {
@@ -75,8 +86,13 @@ struct installation_client_state {
   rate_limit rate;
   /// No request starts before this (retry-after, exhausted primary limit).
   caf::timespan paused_until{0};
-  /// Start times of the mutations of the trailing 60 s, oldest first.
-  std::deque<caf::timespan> write_starts;
+  /// Start times of the mutations of the trailing window.
+  write_window writes{0, caf::timespan{0}};
+  /// Registrations admitted and not arrived yet, by ticket.
+  std::map<uint64_t, admission_hold> admissions;
+  uint64_t next_ticket = 1;
+  /// Draining: queued requests failed, new ones refused.
+  bool draining = false;
   /// The earliest `flush` timer armed, if any.
   std::optional<caf::timespan> flush_at;
 

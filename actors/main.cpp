@@ -24,7 +24,9 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 using namespace ghscale;
@@ -94,6 +96,16 @@ caf::expected<config> load(const options& opts) {
   if (opts.config_file.empty())
     return parse_config(scenario::default_config_text, "<embedded simulate.toml>");
   return load_config_file(opts.config_file);
+}
+
+/// A seed of this process's own, so that several processes on one queue
+/// never back off and retry in lockstep.
+uint64_t process_seed() {
+  std::random_device device;
+  auto wall = static_cast<uint64_t>(
+    std::chrono::system_clock::now().time_since_epoch().count());
+  return (static_cast<uint64_t>(device()) << 32) ^ device() ^ wall
+         ^ (static_cast<uint64_t>(getpid()) << 16);
 }
 
 int fail(const caf::error& err) {
@@ -211,6 +223,11 @@ int run(const options& opts) {
     auto parsed = scenario::load_trace_file(opts.trace_file);
     if (!parsed)
       return fail(parsed.error());
+    for (auto& entry : *parsed)
+      if (entry.what == scenario::trace_entry::kind::restart)
+        return fail(caf::make_error(errc::invalid_config,
+                                    opts.trace_file + ": \"restart\" entries are "
+                                    "replayed by `ghscale simulate` only"));
     trace = std::move(*parsed);
   }
   caf::actor_system_config sys_cfg;
@@ -220,7 +237,10 @@ int run(const options& opts) {
   auto world = spawn_embedded_backends(sys, *cfg, stats);
   if (!world)
     return fail(world.error());
-  auto remote = spawn_remote_backends(sys, *cfg, stats);
+  // The embedded backends keep [simulation].seed; everything else draws
+  // its jitter from the process.
+  auto seed = process_seed();
+  auto remote = spawn_remote_backends(sys, *cfg, stats, seed);
   if (!remote) {
     stop_world(*world);
     return fail(remote.error());
@@ -232,7 +252,7 @@ int run(const options& opts) {
     if (remote->tree)
       caf::anon_send_exit(remote->tree, caf::exit_reason::user_shutdown);
   };
-  auto node = spawn_node(sys, *cfg, world->wiring, stats);
+  auto node = spawn_node(sys, *cfg, world->wiring, stats, seed);
   if (!node) {
     stop_backends();
     return fail(node.error());

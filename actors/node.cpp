@@ -40,6 +40,9 @@ jwt_minter unsigned_jwt(int64_t app_id) {
 struct node_state {
   caf::actor tree; // the root supervisor
   token_registry_actor registry; // drains the poll loops
+  /// Give back what they hold on a drain: the scalers (jobs waiting for
+  /// capacity or budget) and the GitHub Apps (queued registrations).
+  std::vector<drain_actor> holders;
   bool draining = false;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   static inline const char* name = "node";
@@ -47,9 +50,12 @@ struct node_state {
 
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                caf::actor tree, token_registry_actor registry,
+                               std::vector<drain_actor> holders,
+                               caf::timespan give_back_after,
                                caf::timespan drain_timeout) {
   self->state.tree = tree;
   self->state.registry = std::move(registry);
+  self->state.holders = std::move(holders);
   self->monitor(tree);
   // If the node itself goes away, the tree goes with it.
   self->attach_functor([tree] {
@@ -85,8 +91,18 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         return rp;
       st.draining = true;
       log::info("draining", {{"step", "stopping poll loops"}});
-      // Loops stop receiving, finish their batch in flight, then answer;
-      // whatever is unfinished stays on its queue.
+      // Loops stop receiving and keep what they hold hidden until its
+      // outcome comes: scalers give back the jobs still waiting, GitHub Apps
+      // fail the registrations still queued (the launcher terminates those
+      // instances and their jobs go back too), decisions under way finish.
+      // Whatever is unfinished goes back to its queue.
+      for (auto& holder : st.holders)
+        self->request(holder, drain_timeout, atom::drain_v, give_back_after)
+          .then([](bool) {},
+                [=](caf::error& err) {
+                  log::warn("a drain did not answer",
+                            {{"error", self->system().render(err)}});
+                });
       self->request(st.registry, drain_timeout + std::chrono::seconds(5), atom::drain_v)
         .then([=](bool) { stop_tree(); },
               [=](caf::error& err) {
@@ -198,10 +214,9 @@ spawn_embedded_backends(caf::actor_system& sys, const config& cfg,
 
 caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                        const config& cfg, const backends& b,
-                                       metrics_ptr stats) {
+                                       metrics_ptr stats, uint64_t seed) {
   if (auto err = check_backends(cfg, b))
     return err;
-  auto seed = cfg.simulation.seed;
   const auto& timeouts = cfg.timeouts;
   node_handles h;
   // Start order is dependency order; shutdown runs in reverse, so pollers
@@ -219,9 +234,12 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                   b.jwt.at(app.name), b.github.at(app.name),
                                   stats, seed + children.size()));
   }
+  std::map<std::string, launch_recorder_actor> recorders;
+  for (auto& [name, ledger] : h.ledgers)
+    recorders.emplace(name, ledger);
   children.push_back(make_child(sys, restart_type::permanent, "fleet_launcher", h.launcher,
                                 fleet_launcher, cfg.pools, cfg.aws, timeouts,
-                                b.ec2, b.ssm, h.apps, stats,
+                                b.ec2, b.ssm, h.apps, std::move(recorders), stats,
                                 seed + children.size()));
   if (cfg.job_retry.enabled) {
     std::map<std::string, job_retry_route> routes;
@@ -239,7 +257,8 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                   h.scalers[pool.name], scaler, pool,
                                   cfg.scaler, cfg.retry, timeouts,
                                   h.ledgers.at(pool.name), h.launcher,
-                                  h.apps.at(pool.github_app), h.job_retry, stats,
+                                  h.apps.at(pool.github_app), h.job_retry,
+                                  b.queues.at(pool.queue), stats,
                                   seed + children.size()));
   for (auto& pool : cfg.pools)
     children.push_back(make_child(sys, restart_type::permanent, "reaper/" + pool.name,
@@ -269,6 +288,12 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
     polled.push_back(queue);
     depths[queue.name] = b.queues.at(queue.name);
   }
+  // What goes back to a queue on a drain stays hidden until every long poll
+  // still out has returned: a draining loop would receive it again, and
+  // each receive counts towards the dead-letter queue.
+  caf::timespan longest_poll{0};
+  for (auto& queue : polled)
+    longest_poll = std::max(longest_poll, queue.wait_time);
   auto registry_relay = spawn_relay(sys, "token_registry");
   h.registry = caf::actor_cast<token_registry_actor>(registry_relay);
   children.push_back(make_child(sys, restart_type::permanent, "poll_loops", h.loops,
@@ -282,7 +307,13 @@ caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                        seed + children.size()));
   auto tree = spawn_supervisor(sys, "ghscale", std::move(children),
                                supervisor_policy::from(cfg.supervision, seed, stats));
-  h.node = sys.spawn(node, tree, h.registry, timeouts.drain);
+  std::vector<drain_actor> holders;
+  for (auto& [name, scaler] : h.scalers)
+    holders.emplace_back(scaler);
+  for (auto& [name, app] : h.apps)
+    holders.emplace_back(app);
+  h.node = sys.spawn(node, tree, h.registry, std::move(holders),
+                     longest_poll + std::chrono::seconds(1), timeouts.drain);
   log::info("started", {{"pools", static_cast<int64_t>(cfg.pools.size())}});
   return h;
 }

@@ -58,9 +58,12 @@ struct node_handles {
 };
 
 /// Spawns the supervision tree. Fails (errc::invalid_config) if the config
-/// names a backend that `b` does not provide.
+/// names a backend that `b` does not provide. `seed` seeds every random
+/// delay (jitter, backoff): `ghscale run` takes it from the process, so
+/// that processes on one queue never retry in lockstep; simulations and
+/// tests pass `simulation.seed`.
 caf::expected<node_handles> spawn_node(caf::actor_system& sys,
                                        const config& cfg, const backends& b,
-                                       metrics_ptr stats);
+                                       metrics_ptr stats, uint64_t seed);
 
 } // namespace ghscale

@@ -1,6 +1,7 @@
 #include "actors/poller.hpp"
 
 #include "actors/backoff.hpp"
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/routing.hpp"
 #include "transport/ec2_event.hpp"
@@ -21,8 +22,15 @@ using poller_pointer = poller_actor::stateful_pointer<poller_state>;
 /// Backoff after a failed receive, so a broken queue never makes us spin.
 constexpr auto receive_retry_base = std::chrono::seconds(1);
 constexpr auto receive_retry_max = std::chrono::seconds(30);
-/// SQS's longest visibility timeout: where poison is parked without a DLQ.
+/// SQS's longest visibility timeout, counted from the receive: where poison
+/// is parked without a DLQ, and how long a message can be kept hidden.
 constexpr auto max_visibility = std::chrono::hours(12);
+/// Outcomes that come close together go out in one batch call: at most
+/// this much later, or at once when a call's worth (10) is ready.
+constexpr auto flush_delay = std::chrono::milliseconds(100);
+constexpr size_t queue_batch = 10;
+/// After a failed extension call, the next try comes this soon.
+constexpr auto extend_retry = std::chrono::seconds(1);
 
 /// What a poller was spawned with, shared by its callbacks.
 struct poller_context {
@@ -38,23 +46,6 @@ struct poller_context {
   metrics_ptr stats;
 };
 using context_ptr = std::shared_ptr<const poller_context>;
-
-/// One received batch on its way to outcomes.
-/// A spot interruption warning on its way to the scalers.
-struct pending_interruption {
-  std::string receipt;
-  int32_t receive_count = 1;
-  std::string instance_id;
-};
-
-struct batch_work {
-  std::vector<queue_message> messages;
-  std::map<std::string, message_outcome> outcomes; // by receipt
-  std::map<std::string, std::vector<pending_job>> jobs_by_pool;
-  std::vector<pending_interruption> interruptions;
-  std::map<std::string, std::string> job_by_receipt; // for the log
-};
-using work_ptr = std::shared_ptr<batch_work>;
 
 /// Runs `done` once `tick` has been called `n` times (n > 0).
 struct countdown {
@@ -120,34 +111,34 @@ void count_entry_failures(const context_ptr& ctx, const std::string& action,
 
 // -- stopping -------------------------------------------------------------------
 
-void stop(poller_pointer self, const context_ptr& ctx) {
-  for (auto& waiter : self->state.drain_waiters)
+/// Messages the loop still answers for: held, or settled and not applied.
+size_t in_hand(const poller_state& st) {
+  return st.held.size() + st.settled.size() + st.applying;
+}
+
+/// Stops once draining and nothing is in flight or in hand.
+void stop_if_done(poller_pointer self, const context_ptr& ctx) {
+  auto& st = self->state;
+  if (!st.draining || st.receiving || in_hand(st) > 0)
+    return;
+  for (auto& waiter : st.drain_waiters)
     waiter.deliver(true);
-  self->state.drain_waiters.clear();
+  st.drain_waiters.clear();
   log::info("poller stopped",
             {{"queue", ctx->queue.name}, {"loop", ctx->held.loop_id}});
   self->quit();
 }
 
-/// Receive no more: stops at once when idle, else once the receive or batch
-/// in flight is settled.
+void flush(poller_pointer self, const context_ptr& ctx);
+
+/// Receive no more; stop once what is held is settled.
 void wind_down(poller_pointer self, const context_ptr& ctx) {
-  auto& st = self->state;
-  st.draining = true;
-  if (!st.receiving && !st.processing)
-    stop(self, ctx);
+  self->state.draining = true;
+  flush(self, ctx);
+  stop_if_done(self, ctx);
 }
 
 void poll(poller_pointer self, const context_ptr& ctx);
-
-/// The batch is settled: go on, or stop if a drain came in meanwhile.
-void batch_settled(poller_pointer self, const context_ptr& ctx) {
-  self->state.processing = false;
-  if (self->state.draining)
-    stop(self, ctx);
-  else
-    poll(self, ctx);
-}
 
 // -- applying outcomes ------------------------------------------------------------
 
@@ -225,23 +216,24 @@ void dead_letter(poller_pointer self, const context_ptr& ctx,
       });
 }
 
-void apply_outcomes(poller_pointer self, const context_ptr& ctx,
-                    const work_ptr& work) {
+/// Applies every outcome settled so far, in as few calls as it takes.
+void flush(poller_pointer self, const context_ptr& ctx) {
+  auto& st = self->state;
+  st.flush_armed = false;
+  if (st.settled.empty())
+    return;
+  auto batch = std::move(st.settled);
+  st.settled.clear();
   std::vector<std::string> done;
   std::vector<visibility_change> retries;
   std::vector<visibility_change> parked;
   std::vector<queue_message> poison;
-  for (auto& msg : work->messages) {
-    auto i = work->outcomes.find(msg.receipt);
-    auto outcome = i != work->outcomes.end()
-                     ? i->second
-                     : retry_outcome(self, ctx, msg.receipt, msg.receive_count,
-                                     "no outcome for the message");
-    auto job = work->job_by_receipt.find(msg.receipt);
+  for (auto& [held, outcome] : batch) {
+    auto& msg = held.msg;
     log::debug("message outcome",
                {{"queue", ctx->queue.name},
                 {"message_id", msg.message_id},
-                {"job", job != work->job_by_receipt.end() ? job->second : ""},
+                {"job", held.job},
                 {"outcome", to_string(outcome.kind)},
                 {"reason", outcome.reason}});
     switch (outcome.kind) {
@@ -270,29 +262,222 @@ void apply_outcomes(poller_pointer self, const context_ptr& ctx,
         break;
     }
   }
-  log::info("batch outcome", {{"queue", ctx->queue.name},
-                              {"loop", ctx->held.loop_id},
-                              {"messages", static_cast<uint64_t>(work->messages.size())},
-                              {"done", static_cast<uint64_t>(done.size())},
-                              {"retry", static_cast<uint64_t>(retries.size())},
-                              {"poison", static_cast<uint64_t>(poison.size() + parked.size())}});
-  auto pending = std::make_shared<countdown>(
-    countdown{4, [=] { batch_settled(self, ctx); }});
+  log::info("messages settled",
+            {{"queue", ctx->queue.name},
+             {"loop", ctx->held.loop_id},
+             {"messages", static_cast<uint64_t>(batch.size())},
+             {"done", static_cast<uint64_t>(done.size())},
+             {"retry", static_cast<uint64_t>(retries.size())},
+             {"poison", static_cast<uint64_t>(poison.size() + parked.size())},
+             {"held", static_cast<uint64_t>(st.held.size())}});
+  auto n = batch.size();
+  st.applying += n;
+  auto pending = std::make_shared<countdown>(countdown{4, [=] {
+    self->state.applying -= n;
+    stop_if_done(self, ctx);
+    poll(self, ctx);
+  }});
   remove_messages(self, ctx, std::move(done), "acked", pending);
   change_visibility(self, ctx, std::move(retries), "retried", pending);
   change_visibility(self, ctx, std::move(parked), "poison_kept", pending);
   dead_letter(self, ctx, std::move(poison), pending);
 }
 
+/// The outcome of a held message is known: it goes out with the next flush.
+/// A second outcome for the same receipt is ignored.
+void settle(poller_pointer self, const context_ptr& ctx, message_outcome outcome) {
+  auto& st = self->state;
+  auto i = st.held.find(outcome.receipt);
+  if (i == st.held.end())
+    return;
+  // Draining, what goes back stays hidden until every long poll still out
+  // has returned: a draining loop would receive it again, and each receive
+  // counts towards the dead-letter queue.
+  if (st.draining && outcome.kind == outcome_kind::retry)
+    outcome.delay = std::max(outcome.delay, ctx->queue.wait_time + std::chrono::seconds(1));
+  st.settled.push_back(settled_message{std::move(i->second), std::move(outcome)});
+  st.held.erase(i);
+  if (st.settled.size() >= queue_batch || st.draining) {
+    flush(self, ctx);
+  } else if (!st.flush_armed) {
+    st.flush_armed = true;
+    self->delayed_send(self, flush_delay, atom::flush_v);
+  }
+}
+
+// -- keeping messages hidden ---------------------------------------------------------
+
+/// Arms the visibility timer for half a visibility timeout before the
+/// first held message would reappear (one timer at a time).
+void arm_extension(poller_pointer self, const context_ptr& ctx) {
+  auto& st = self->state;
+  std::optional<caf::timespan> first;
+  for (auto& [receipt, held] : st.held)
+    if (!held.superseded)
+      first = first ? std::min(*first, held.hidden_until) : held.hidden_until;
+  if (!first || st.extending)
+    return;
+  auto at = *first - ctx->queue.visibility_timeout / 2;
+  if (st.extend_at && *st.extend_at <= at)
+    return;
+  st.extend_at = at;
+  self->delayed_send(self, std::max(at - now(self), caf::timespan{0}),
+                     atom::visibility_v);
+}
+
+/// Whether a failed extension means the receipt is no longer the newest.
+bool receipt_superseded(const batch_entry_error& e) {
+  return e.code == "ReceiptHandleIsInvalid" || e.code == "MessageNotInflight"
+         || e.code == "InvalidParameterValue";
+}
+
+/// Keeps every held message hidden for another visibility timeout, in one
+/// batch call (split in tens by the queue), up to the 12-hour bound.
+void extend(poller_pointer self, const context_ptr& ctx) {
+  auto& st = self->state;
+  auto t = now(self);
+  if (st.extend_at && *st.extend_at <= t)
+    st.extend_at.reset();
+  if (st.extending)
+    return;
+  std::vector<visibility_change> changes;
+  for (auto& [receipt, held] : st.held) {
+    auto until = std::min(t + ctx->queue.visibility_timeout,
+                          held.received_at + max_visibility);
+    if (held.superseded || until <= held.hidden_until)
+      continue;
+    changes.push_back(visibility_change{receipt, until - t});
+  }
+  if (changes.empty())
+    return;
+  st.extending = true;
+  auto n = changes.size();
+  self->request(ctx->source, ctx->timeouts.aws_call, atom::visibility_v, changes)
+    .then(
+      [=](const batch_result& result) {
+        auto& st = self->state;
+        st.extending = false;
+        st.extend_failures = 0;
+        ctx->stats->add("ghscale_visibility_extended_total",
+                        {{"queue", ctx->queue.name}},
+                        static_cast<int64_t>(result.succeeded.size()));
+        for (auto& change : changes)
+          if (auto held = st.held.find(change.receipt); held != st.held.end())
+            held->second.hidden_until = t + change.delay;
+        for (auto& e : result.failed) {
+          auto held = st.held.find(e.id);
+          if (held == st.held.end())
+            continue;
+          if (receipt_superseded(e)) {
+            held->second.superseded = true;
+            log::info("message received again elsewhere; its job's outcome "
+                      "goes to the newest receipt",
+                      {{"queue", ctx->queue.name},
+                       {"message_id", held->second.msg.message_id},
+                       {"job", held->second.job}});
+          } else {
+            held->second.hidden_until = t; // try again at the next timer
+            count_failures(ctx, "extend", 1, e.code + ": " + e.message);
+          }
+        }
+        arm_extension(self, ctx);
+      },
+      [=](const caf::error& err) {
+        auto& st = self->state;
+        st.extending = false;
+        count_failures(ctx, "extend", n, self->system().render(err));
+        auto retry = jittered_backoff(extend_retry, ctx->queue.visibility_timeout / 4,
+                                      ++st.extend_failures, ctx->retry.jitter, st.rng);
+        st.extend_at = now(self) + retry;
+        self->delayed_send(self, retry, atom::visibility_v);
+      });
+}
+
 // -- deciding outcomes --------------------------------------------------------------
 
-/// Decides a message on its own where it can; queued jobs wait for their
-/// pool's scaler.
-void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
-              const queue_message& msg) {
-  auto decided = [&](message_outcome o) {
-    work.outcomes.emplace(msg.receipt, std::move(o));
+/// A spot interruption warning on its way to the scalers.
+struct pending_interruption {
+  std::string receipt;
+  int32_t receive_count = 1;
+  std::string instance_id;
+};
+
+/// The pools fed by this queue each look for the interrupted instance; the
+/// message is done once one knew it, or none did and none failed.
+void ask_about_interruption(poller_pointer self, const context_ptr& ctx,
+                            const pending_interruption& in) {
+  std::vector<scaler_actor> scalers;
+  for (auto& pool : ctx->routes.pools) {
+    auto scaler = ctx->routes.scalers.find(pool.name);
+    if (pool.queue == ctx->queue.name && scaler != ctx->routes.scalers.end())
+      scalers.push_back(scaler->second);
+  }
+  struct answers {
+    size_t left;
+    bool known = false;
+    std::string failure;
   };
+  auto got = std::make_shared<answers>(answers{scalers.size(), false, {}});
+  auto decided = [=] {
+    if (got->known || got->failure.empty())
+      settle(self, ctx,
+             done_outcome(in.receipt, got->known ? "spot interruption handled"
+                                                 : "interrupted instance of no pool"));
+    else
+      settle(self, ctx, retry_outcome(self, ctx, in.receipt, in.receive_count,
+                                      got->failure));
+  };
+  if (scalers.empty()) {
+    decided();
+    return;
+  }
+  for (auto& scaler : scalers)
+    self->request(scaler, ctx->timeouts.scale, atom::interrupt_v, in.instance_id)
+      .then(
+        [=](bool known) {
+          got->known = got->known || known;
+          if (--got->left == 0)
+            decided();
+        },
+        [=](const caf::error& err) {
+          got->failure = "spot interruption: " + self->system().render(err);
+          if (--got->left == 0)
+            decided();
+        });
+}
+
+/// Asks the pool's scaler for one job's outcome: each job settles on its
+/// own, so a job waiting for GitHub's budget holds back no other.
+void ask_scaler(poller_pointer self, const context_ptr& ctx,
+                const std::string& pool, pending_job job) {
+  auto& scaler = ctx->routes.scalers.at(pool);
+  auto receipt = job.receipt;
+  auto receive_count = job.receive_count;
+  self->request(scaler, ctx->timeouts.scale, atom::scale_v,
+                scale_request{{std::move(job)}})
+    .then(
+      [=](batch_outcome& answer) {
+        auto mine = std::find_if(answer.outcomes.begin(), answer.outcomes.end(),
+                                 [&](auto& o) { return o.receipt == receipt; });
+        if (mine != answer.outcomes.end())
+          settle(self, ctx, std::move(*mine));
+        else
+          settle(self, ctx, retry_outcome(self, ctx, receipt, receive_count,
+                                          "scaler " + pool
+                                            + " gave no outcome for the message"));
+      },
+      [=](const caf::error& err) {
+        settle(self, ctx, retry_outcome(self, ctx, receipt, receive_count,
+                                        "scaler " + pool + ": "
+                                          + self->system().render(err)));
+      });
+}
+
+/// Decides a message on its own where it can; queued jobs go to their
+/// pool's scaler, spot interruption warnings to the queue's scalers.
+void classify(poller_pointer self, const context_ptr& ctx,
+              const queue_message& msg) {
+  auto decided = [&](message_outcome o) { settle(self, ctx, std::move(o)); };
   auto interrupted = parse_spot_interruption(msg.body);
   if (!interrupted) {
     decided(message_outcome{msg.receipt, outcome_kind::poison, caf::timespan{0},
@@ -300,7 +485,8 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
     return;
   }
   if (*interrupted) {
-    work.interruptions.push_back(
+    ask_about_interruption(
+      self, ctx,
       pending_interruption{msg.receipt, msg.receive_count, std::move(**interrupted)});
     return;
   }
@@ -310,7 +496,7 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
                             self->system().render(ev.error())});
     return;
   }
-  work.job_by_receipt.emplace(msg.receipt, to_string(ev->key));
+  self->state.held.at(msg.receipt).job = to_string(ev->key);
   if (ev->action == job_action::waiting) {
     decided(done_outcome(msg.receipt, "job waits for approval"));
     return;
@@ -344,149 +530,82 @@ void classify(poller_pointer self, const context_ptr& ctx, batch_work& work,
                           "no scaler for pool " + pool->name));
     return;
   }
-  work.jobs_by_pool[pool->name].push_back(
-    pending_job{msg.receipt, std::move(*ev), msg.receive_count, msg.sent_at});
-}
-
-/// Keeps the scaler's outcomes for receipts it was sent, nothing else.
-void accept_outcomes(const work_ptr& work, const std::vector<pending_job>& sent,
-                     batch_outcome& answer) {
-  for (auto& o : answer.outcomes) {
-    auto was_sent = std::any_of(sent.begin(), sent.end(), [&](auto& job) {
-      return job.receipt == o.receipt;
-    });
-    if (was_sent)
-      work->outcomes.emplace(o.receipt, std::move(o));
-  }
-}
-
-/// The pools fed by this queue each look for the interrupted instance; the
-/// message is done once one knew it, or none did and none failed.
-void ask_about_interruption(poller_pointer self, const context_ptr& ctx,
-                            const work_ptr& work, const pending_interruption& in,
-                            countdown_ptr pending) {
-  std::vector<scaler_actor> scalers;
-  for (auto& pool : ctx->routes.pools) {
-    auto scaler = ctx->routes.scalers.find(pool.name);
-    if (pool.queue == ctx->queue.name && scaler != ctx->routes.scalers.end())
-      scalers.push_back(scaler->second);
-  }
-  struct answers {
-    size_t left;
-    bool known = false;
-    std::string failure;
-  };
-  auto got = std::make_shared<answers>(answers{scalers.size(), false, {}});
-  auto settle = [=] {
-    if (got->known || got->failure.empty())
-      work->outcomes.emplace(in.receipt,
-                             done_outcome(in.receipt,
-                                          got->known ? "spot interruption handled"
-                                                     : "interrupted instance of no pool"));
-    else
-      work->outcomes.emplace(in.receipt,
-                             retry_outcome(self, ctx, in.receipt, in.receive_count,
-                                           got->failure));
-    pending->tick();
-  };
-  if (scalers.empty()) {
-    settle();
-    return;
-  }
-  for (auto& scaler : scalers)
-    self->request(scaler, ctx->timeouts.scale, atom::interrupt_v, in.instance_id)
-      .then(
-        [=](bool known) {
-          got->known = got->known || known;
-          if (--got->left == 0)
-            settle();
-        },
-        [=](const caf::error& err) {
-          got->failure = "spot interruption: " + self->system().render(err);
-          if (--got->left == 0)
-            settle();
-        });
-}
-
-void ask_scalers(poller_pointer self, const context_ptr& ctx,
-                 const work_ptr& work) {
-  if (work->jobs_by_pool.empty() && work->interruptions.empty()) {
-    apply_outcomes(self, ctx, work);
-    return;
-  }
-  auto pending = std::make_shared<countdown>(
-    countdown{work->jobs_by_pool.size() + work->interruptions.size(),
-              [=] { apply_outcomes(self, ctx, work); }});
-  for (auto& in : work->interruptions)
-    ask_about_interruption(self, ctx, work, in, pending);
-  for (auto& [pool, jobs] : work->jobs_by_pool) {
-    auto& scaler = ctx->routes.scalers.at(pool);
-    self->request(scaler, ctx->timeouts.scale, atom::scale_v, scale_request{jobs})
-      .then(
-        [=, sent = jobs](batch_outcome& answer) {
-          accept_outcomes(work, sent, answer);
-          pending->tick();
-        },
-        [=, sent = jobs, pool = pool](const caf::error& err) {
-          auto reason = "scaler " + pool + ": " + self->system().render(err);
-          for (auto& job : sent)
-            work->outcomes.emplace(job.receipt,
-                                   retry_outcome(self, ctx, job.receipt,
-                                                 job.receive_count, reason));
-          pending->tick();
-        });
-  }
-}
-
-void process(poller_pointer self, const context_ptr& ctx,
-             std::vector<queue_message> messages) {
-  self->state.processing = true;
-  auto work = std::make_shared<batch_work>();
-  work->messages = std::move(messages);
-  for (auto& msg : work->messages)
-    classify(self, ctx, *work, msg);
-  ask_scalers(self, ctx, work);
+  ask_scaler(self, ctx, pool->name,
+             pending_job{msg.receipt, std::move(*ev), msg.receive_count, msg.sent_at});
 }
 
 // -- receiving --------------------------------------------------------------------
 
-/// Drain came while a receive was in flight: hand its messages back to the
-/// queue right away instead of holding them for their visibility timeout.
+/// The loop answers for `msg` from now on, received at `t`.
+void hold(poller_pointer self, const context_ptr& ctx, queue_message msg,
+          caf::timespan t) {
+  auto receipt = msg.receipt;
+  self->state.held.insert_or_assign(
+    std::move(receipt),
+    held_message{std::move(msg), "", t, t + ctx->queue.visibility_timeout, false});
+}
+
+void take(poller_pointer self, const context_ptr& ctx,
+          std::vector<queue_message> messages) {
+  auto& st = self->state;
+  auto t = now(self);
+  std::vector<std::string> receipts;
+  for (auto& msg : messages) {
+    receipts.push_back(msg.receipt);
+    hold(self, ctx, std::move(msg), t);
+  }
+  // Classifying may settle a message at once: look each one up again.
+  for (auto& receipt : receipts)
+    if (auto i = st.held.find(receipt); i != st.held.end())
+      classify(self, ctx, i->second.msg);
+  arm_extension(self, ctx);
+}
+
+/// A receive came back after the loop began stopping: hand its messages
+/// back to the queue at once instead of holding them.
 void release(poller_pointer self, const context_ptr& ctx,
-             const std::vector<queue_message>& messages) {
-  std::vector<visibility_change> changes;
-  for (auto& msg : messages)
-    changes.push_back(visibility_change{msg.receipt, caf::timespan{0}});
-  self->state.processing = true;
-  change_visibility(self, ctx, std::move(changes), "released",
-                    std::make_shared<countdown>(
-                      countdown{1, [=] { batch_settled(self, ctx); }}));
+             std::vector<queue_message> messages) {
+  auto t = now(self);
+  for (auto& msg : messages) {
+    auto receipt = msg.receipt;
+    hold(self, ctx, std::move(msg), t);
+    settle(self, ctx, message_outcome{receipt, outcome_kind::retry,
+                                      caf::timespan{0}, "released: the loop stops"});
+  }
 }
 
 void poll(poller_pointer self, const context_ptr& ctx) {
   auto& st = self->state;
-  if (st.draining || st.receiving || st.processing)
+  auto& q = ctx->queue;
+  auto room = static_cast<int64_t>(q.max_in_flight) - static_cast<int64_t>(in_hand(st));
+  if (st.draining || st.receiving || room <= 0)
     return;
   st.receiving = true;
-  auto& q = ctx->queue;
+  auto max = static_cast<int32_t>(std::min<int64_t>(q.batch_size, room));
   self->request(ctx->source, q.wait_time + ctx->timeouts.aws_call,
-                atom::receive_v,
-                receive_request{q.batch_size, q.wait_time, q.visibility_timeout})
+                atom::receive_v, receive_request{max, q.wait_time, q.visibility_timeout})
     .then(
       [=](received_batch& batch) {
         auto& st = self->state;
         st.receiving = false;
         st.receive_failures = 0;
-        if (st.draining)
-          release(self, ctx, batch.messages);
+        if (st.draining) {
+          release(self, ctx, std::move(batch.messages));
+          stop_if_done(self, ctx);
+          return;
+        }
+        if (batch.messages.empty())
+          log::debug("empty receive",
+                     {{"queue", ctx->queue.name}, {"loop", ctx->held.loop_id}});
         else
-          process(self, ctx, std::move(batch.messages));
+          take(self, ctx, std::move(batch.messages));
+        poll(self, ctx);
       },
       [=](const caf::error& err) {
         auto& st = self->state;
         st.receiving = false;
         if (st.draining) {
-          stop(self, ctx);
+          stop_if_done(self, ctx);
           return;
         }
         auto delay = jittered_backoff(receive_retry_base, receive_retry_max,
@@ -497,10 +616,7 @@ void poll(poller_pointer self, const context_ptr& ctx) {
                   {{"queue", q.name},
                    {"loop", ctx->held.loop_id},
                    {"error", self->system().render(err)},
-                   {"retry_in_ms",
-                    static_cast<int64_t>(
-                      std::chrono::duration_cast<std::chrono::milliseconds>(delay)
-                        .count())}});
+                   {"retry_in_ms", to_ms(delay)}});
         self->delayed_send(self, delay, atom::poll_v);
       });
 }
@@ -551,6 +667,8 @@ poller(poller_actor::stateful_pointer<poller_state> self, poller_setup setup,
   return {
     [=](atom::poll) { poll(self, ctx); },
     [=](atom::heartbeat) { heartbeat(self, ctx); },
+    [=](atom::visibility) { extend(self, ctx); },
+    [=](atom::flush) { flush(self, ctx); },
     [=](atom::drain) -> caf::result<bool> {
       auto promise = self->make_response_promise<bool>();
       self->state.drain_waiters.push_back(promise);

@@ -111,11 +111,11 @@ void merge_backends(backends& into, const backends& extra) {
 
 caf::expected<remote_world> spawn_remote_backends(caf::actor_system& sys,
                                                   const config& cfg,
-                                                  metrics_ptr stats) {
+                                                  metrics_ptr stats,
+                                                  uint64_t seed) {
   remote_world world;
   if (!any_remote(cfg))
     return world;
-  auto seed = cfg.simulation.seed;
   std::vector<child_spec> children;
   http_engine_actor http;
   children.push_back(make_child(sys, restart_type::permanent, "http", http,

@@ -21,9 +21,11 @@ struct remote_world {
 /// Spawns the remote clients `cfg` asks for and loads each remote App's
 /// private key (from its file, or from SSM), so that a missing credential is
 /// reported at startup with what and where, never later per request.
+/// `seed` seeds their retry jitter (from the process: see spawn_node).
 caf::expected<remote_world> spawn_remote_backends(caf::actor_system& sys,
                                                   const config& cfg,
-                                                  metrics_ptr stats);
+                                                  metrics_ptr stats,
+                                                  uint64_t seed);
 
 /// `extra`'s entries added to `into` (remote clients next to embedded ones).
 void merge_backends(backends& into, const backends& extra);

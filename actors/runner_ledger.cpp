@@ -76,6 +76,8 @@ void index_runner(runner_indexes& index, const runner_record& r, int32_t sign) {
     if (slots.empty())
       index.slots_by_reservation.erase(r.reservation);
     update(index.slots_by_age, std::make_pair(r.requested_at, r.id));
+    if (!r.is_topup())
+      update(index.requested_by_job, std::make_pair(r.job, r.id));
   }
   if (!r.runner_name.empty())
     update(index.ids_by_name, std::make_pair(r.runner_name, r.id));
@@ -123,6 +125,7 @@ ledger_counts count_runners(const runner_ledger_state& st) {
   out.failed = runners_in(st, runner_state::failed);
   out.orphaned = runners_in(st, runner_state::orphaned);
   out.terminated = runners_in(st, runner_state::terminated);
+  out.waiting = static_cast<int32_t>(st.needs_runner.size());
   return out;
 }
 
@@ -154,8 +157,8 @@ int32_t active_runners(const runner_ledger_state& st) {
 void remember_served(runner_ledger_state& st, const job_key& job,
                      served_by source, time_point now) {
   auto [i, added] = st.served.emplace(job, served_job{source, now});
-  // An observation is stronger than a reservation: never downgrade it.
-  if (!added && i->second.source == served_by::reservation)
+  // Never downgrade: an observation beats a configuration beats a slot.
+  if (!added && i->second.source < source)
     i->second = served_job{source, now};
 }
 
@@ -167,6 +170,16 @@ void forget_reserved(runner_ledger_state& st, const job_key& job) {
   auto i = st.served.find(job);
   if (i != st.served.end() && i->second.source == served_by::reservation)
     st.served.erase(i);
+}
+
+/// The launch for `taker` did not come up: the job whose runner it took
+/// needs a replacement after all.
+void hand_back_swap(runner_ledger_state& st, const job_key& taker) {
+  auto swap = st.swaps.find(taker);
+  if (swap == st.swaps.end())
+    return;
+  st.needs_runner.emplace(swap->second.job, swap->second);
+  st.swaps.erase(swap);
 }
 
 /// Releases requested slots whose report is overdue (the launcher crashed
@@ -193,6 +206,7 @@ void release_overdue_slots(ledger_pointer self, const pool_config& pool,
                {"job", to_string(r.job)}});
     st.expired_reservations.emplace(r.reservation, now);
     forget_reserved(st, r.job);
+    hand_back_swap(st, r.job);
     erase_runner(st, i);
   }
 }
@@ -227,6 +241,7 @@ void add_requested_slot(runner_ledger_state& st, uint64_t reservation,
   r.job = spec.job;
   r.target = spec.target;
   r.installation_id = spec.installation_id;
+  r.repository = spec.repository;
   r.reservation = reservation;
   r.requested_at = now;
   put_runner(st, std::move(r));
@@ -256,8 +271,14 @@ reservation reserve(ledger_pointer self, const pool_config& pool,
     i = st.needs_runner.erase(i);
   }
   for (auto& spec : req.jobs) {
-    if (st.served.count(spec.job) > 0) {
-      out.already_served.push_back(spec.job);
+    auto served = st.served.find(spec.job);
+    if (served != st.served.end()) {
+      // A runner still being set up does not serve the job yet: the other
+      // delivery waits until that settles, either way.
+      if (served->second.source == served_by::reservation)
+        out.in_flight.push_back(spec.job);
+      else
+        out.already_served.push_back(spec.job);
     } else if (free_slots() > 0) {
       out.granted.push_back(spec.job);
       remember_served(st, spec.job, served_by::reservation, now);
@@ -332,13 +353,22 @@ void adopt_waiting_job(runner_ledger_state& st, runner_record& r) {
     x.job = waiting->first;
     x.target = waiting->second.target;
     x.installation_id = waiting->second.installation_id;
+    x.repository = waiting->second.repository;
   });
   st.needs_runner.erase(waiting);
 }
 
+/// Whether `index` holds an entry for `job`.
+bool has_job(const std::set<std::pair<job_key, std::string>>& index,
+             const job_key& job) {
+  auto i = index.lower_bound(std::make_pair(job, std::string{}));
+  return i != index.end() && i->first == job;
+}
+
 /// Runner `r`, launched for job `r.job`, was taken by job `taker`. The job
-/// it was launched for keeps a runner if the taker had an unstarted one of
-/// its own; otherwise it needs a replacement.
+/// it was launched for keeps a runner if the taker had one of its own on its
+/// way: an unstarted one is handed over now, one still being launched when
+/// its launch reports. Otherwise it needs a replacement.
 void runner_taken(runner_ledger_state& st, const pool_config& pool,
                   metrics& stats, runner_record& r, const job_key& taker) {
   if (r.is_topup() || r.job == taker)
@@ -346,15 +376,36 @@ void runner_taken(runner_ledger_state& st, const pool_config& pool,
   // `r` is not among them: its job is not the taker.
   auto& unstarted_runners = st.index.unstarted_by_job;
   auto own = unstarted_runners.lower_bound(std::make_pair(taker, std::string{}));
-  if (own != unstarted_runners.end() && own->first == taker) {
+  runner_spec lost{r.job, r.target, r.installation_id, 0, r.repository};
+  auto served = st.served.find(r.job);
+  auto trace = [&](const char* what) {
+    log::debug(what, {{"pool", pool.name},
+                      {"runner", r.runner_name},
+                      {"launched_for", to_string(r.job)},
+                      {"taken_by", to_string(taker)}});
+  };
+  if (served != st.served.end() && served->second.source == served_by::observed) {
+    trace("runner taken; the job it was launched for started elsewhere");
+  } else if (own != unstarted_runners.end() && own->first == taker) {
+    trace("runner taken; the taker's unstarted runner is handed over");
     change_runner(st, st.runners.at(own->second), [&](runner_record& x) {
       x.job = r.job;
       x.target = r.target;
       x.installation_id = r.installation_id;
+      x.repository = r.repository;
     });
+  } else if (auto meant = std::find_if(st.swaps.begin(), st.swaps.end(),
+                                       [&](auto& s) { return s.second.job == taker; });
+             meant != st.swaps.end()) {
+    // A runner being launched was to serve the taker, which needs it no
+    // more: it serves the job the taker displaced instead.
+    trace("runner taken; the runner being launched for the taker goes to its job");
+    meant->second = lost;
+  } else if (has_job(st.index.requested_by_job, taker) && st.swaps.count(taker) == 0) {
+    trace("runner taken; the taker's runner being launched is handed over");
+    st.swaps.emplace(taker, lost);
   } else {
-    st.needs_runner.emplace(r.job,
-                            runner_spec{r.job, r.target, r.installation_id});
+    st.needs_runner.emplace(r.job, lost);
     stats.add("ghscale_runner_taken_total", {{"pool", pool.name}});
     log::info("runner taken by another job",
               {{"pool", pool.name},
@@ -365,27 +416,52 @@ void runner_taken(runner_ledger_state& st, const pool_config& pool,
   change_runner(st, r, [&](runner_record& x) { x.job = taker; });
 }
 
+bool known_reservation(const runner_ledger_state& st, uint64_t id) {
+  return st.index.slots_by_reservation.count(id) > 0
+         || st.expired_reservations.count(id) > 0
+         || st.configured_early.count(id) > 0;
+}
+
+/// A runner of `reservation` is configured: it fills its slot, and its job
+/// is served from now on.
+void record_configured(runner_ledger_state& st, const pool_config& pool,
+                       metrics& stats, uint64_t reservation,
+                       const launched_runner& up, time_point now) {
+  auto slot = take_slot(st, reservation, up.job);
+  st.replacing.erase(up.job);
+  if (up.job.job_id != 0)
+    remember_served(st, up.job, served_by::configured, now);
+  auto& launched = record_launch(st, pool, stats, up, std::move(slot), now);
+  if (auto swap = st.swaps.find(up.job); swap != st.swaps.end()) {
+    // Its job started on another job's runner meanwhile: this one is that
+    // other job's now.
+    change_runner(st, launched, [&](runner_record& x) {
+      x.job = swap->second.job;
+      x.target = swap->second.target;
+      x.installation_id = swap->second.installation_id;
+      x.repository = swap->second.repository;
+    });
+    st.swaps.erase(swap);
+  } else {
+    adopt_waiting_job(st, launched);
+  }
+}
+
 caf::result<ledger_counts> apply_report(ledger_pointer self,
                                         const pool_config& pool,
                                         metrics& stats,
                                         const launch_report& rep) {
   auto& st = self->state;
   auto now = self->clock().now();
-  bool known = st.index.slots_by_reservation.count(rep.reservation_id) > 0
-               || st.expired_reservations.count(rep.reservation_id) > 0;
-  if (!known)
+  if (!known_reservation(st, rep.reservation_id))
     return caf::make_error(errc::rejected,
                            "runner_ledger " + pool.name
                              + ": report for unknown reservation "
                              + std::to_string(rep.reservation_id));
-  for (auto& up : rep.launched) {
-    auto slot = take_slot(st, rep.reservation_id, up.job);
-    st.replacing.erase(up.job);
-    if (up.job.job_id != 0)
-      remember_served(st, up.job, served_by::reservation, now);
-    auto& launched = record_launch(st, pool, stats, up, std::move(slot), now);
-    adopt_waiting_job(st, launched);
-  }
+  auto early = st.configured_early.extract(rep.reservation_id);
+  for (auto& up : rep.launched)
+    if (early.empty() || early.mapped().count(up.instance_id) == 0)
+      record_configured(st, pool, stats, rep.reservation_id, up, now);
   int32_t released = 0;
   auto unfilled = st.index.slots_by_reservation.find(rep.reservation_id);
   if (unfilled != st.index.slots_by_reservation.end()) {
@@ -402,6 +478,7 @@ caf::result<ledger_counts> apply_report(ledger_pointer self,
       } else {
         forget_reserved(st, job);
       }
+      hand_back_swap(st, job);
       erase_runner(st, i);
       ++released;
     }
@@ -444,7 +521,16 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
                     seconds(ev.started_at - ev.created_at));
   }
   auto* runner = find_by_name(st, ev.runner_name);
+  // A runner being launched for this job (another's handed over) is no
+  // longer needed by it, unless the job displaced someone who gets it.
+  auto drop_swaps = [&] {
+    if (ev.action != job_action::in_progress)
+      return;
+    for (auto i = st.swaps.begin(); i != st.swaps.end();)
+      i = i->second.job == ev.key ? st.swaps.erase(i) : std::next(i);
+  };
   if (runner == nullptr) {
+    drop_swaps();
     stats.add("ghscale_ledger_unknown_runner_total", {{"pool", pool.name}});
     log::debug("ledger ignored event of unknown runner",
                {{"pool", pool.name},
@@ -454,6 +540,7 @@ void observe(ledger_pointer self, const pool_config& pool, metrics& stats,
   }
   if (ev.action == job_action::in_progress) {
     runner_taken(st, pool, stats, *runner, ev.key);
+    drop_swaps();
     change_runner(st, *runner, [&](runner_record& r) {
       r.state = runner_state::running;
       r.started_at = now;
@@ -707,7 +794,7 @@ interruption interrupt_runner(ledger_pointer self, const pool_config& pool,
   stats.add("ghscale_spot_interruptions_total", {{"pool", pool.name}});
   if (r.is_topup() || !unstarted(r.state) || r.target.owner.empty())
     return out;
-  runner_spec spec{r.job, r.target, r.installation_id};
+  runner_spec spec{r.job, r.target, r.installation_id, 0, r.repository};
   // The job no longer counts on this runner: make its unstarted runner an
   // idle one, so the replacement is what serves it.
   change_runner(st, r, [](runner_record& x) { x.job = job_key{0, 0}; });
@@ -725,6 +812,23 @@ interruption interrupt_runner(ledger_pointer self, const pool_config& pool,
              {"replacement", out.reservation != 0 ? "launching" : "waiting for capacity"},
              {"job", to_string(spec.job)}});
   publish_gauges(st, pool, stats);
+  return out;
+}
+
+/// The jobs waiting for a replacement runner, as the queued events that
+/// would bring them back: the pool's labels route them to this pool again.
+std::vector<job_event> unmet_jobs(const runner_ledger_state& st,
+                                  const pool_config& pool) {
+  std::vector<job_event> out;
+  for (auto& [key, spec] : st.needs_runner) {
+    job_event ev;
+    ev.action = job_action::queued;
+    ev.key = key;
+    ev.repository = spec.repository;
+    ev.installation_id = spec.installation_id;
+    ev.labels = pool.labels;
+    out.push_back(std::move(ev));
+  }
   return out;
 }
 
@@ -785,7 +889,8 @@ caf::error check_runner_indexes(const runner_ledger_state& st) {
         ? "slots_by_reservation"
       : have.slots_by_age != want.slots_by_age ? "slots_by_age"
       : have.ids_by_name != want.ids_by_name   ? "ids_by_name"
-                                               : "unstarted_by_job";
+      : have.unstarted_by_job != want.unstarted_by_job ? "unstarted_by_job"
+                                                      : "requested_by_job";
   return caf::make_error(errc::rejected,
                          std::string{"runner_ledger: index "} + drifted
                            + " does not match the runners");
@@ -816,6 +921,14 @@ runner_ledger(runner_ledger_actor::stateful_pointer<runner_ledger_state> self,
       publish_gauges(self->state, pool, *stats);
       return out;
     },
+    [=](atom::observe, uint64_t reservation, const launched_runner& up) {
+      auto& st = self->state;
+      if (!known_reservation(st, reservation))
+        return;
+      record_configured(st, pool, *stats, reservation, up, self->clock().now());
+      st.configured_early[reservation].insert(up.instance_id);
+      publish_gauges(st, pool, *stats);
+    },
     [=](atom::report, const launch_report& rep) -> caf::result<ledger_counts> {
       expire_stale(self, pool, timeouts);
       return apply_report(self, pool, *stats, rep);
@@ -825,6 +938,7 @@ runner_ledger(runner_ledger_actor::stateful_pointer<runner_ledger_state> self,
       publish_gauges(self->state, pool, *stats);
       return count_runners(self->state);
     },
+    [=](atom::drain) { return unmet_jobs(self->state, pool); },
     [=](atom::reconcile) { reconcile(self, pool, timeouts, ec2, stats); },
     [=](atom::reconcile, const pool_inventory& inv) {
       return apply_pool_inventory(self, pool, *stats, inv);

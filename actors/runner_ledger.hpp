@@ -31,6 +31,8 @@ struct runner_record {
   job_key job{0, 0};
   /// Where its runner registers, so a replacement can be launched for `job`.
   repository_ref target;
+  /// The repository of `job`, to put the job back on its queue if need be.
+  repository_ref repository;
   int64_t installation_id = 0;
   std::string runner_name;
   /// GitHub's id of its registration, once known (launch or reconciliation).
@@ -51,9 +53,12 @@ struct runner_record {
   bool is_topup() const noexcept { return job.job_id == 0; }
 };
 
-/// Why the ledger remembers a job key: a slot was reserved for it (forgotten
-/// again if the launch does not fill it), or a runner was seen taking it.
-enum class served_by : uint8_t { reservation, observed };
+/// Why the ledger remembers a job key, weakest first: a slot was reserved
+/// for it and its runner is being set up (forgotten again if the launch does
+/// not configure one), a runner was configured for it (its registration
+/// handed to its instance), or a runner was seen taking it. Only the last
+/// two make a job served; the first makes another delivery of it wait.
+enum class served_by : uint8_t { reservation, configured, observed };
 
 struct served_job {
   served_by source = served_by::reservation;
@@ -82,12 +87,16 @@ struct runner_indexes {
   std::set<std::pair<std::string, std::string>> ids_by_name;
   /// (job, id) of pending and ready runners: the ones a job can still take.
   std::set<std::pair<job_key, std::string>> unstarted_by_job;
+  /// (job, id) of requested slots reserved for a job (not top-ups): a
+  /// runner on its way for that job.
+  std::set<std::pair<job_key, std::string>> requested_by_job;
 
   friend bool operator==(const runner_indexes& a, const runner_indexes& b) {
     return a.by_state == b.by_state && a.topups_by_state == b.topups_by_state
            && a.slots_by_reservation == b.slots_by_reservation
            && a.slots_by_age == b.slots_by_age && a.ids_by_name == b.ids_by_name
-           && a.unstarted_by_job == b.unstarted_by_job;
+           && a.unstarted_by_job == b.unstarted_by_job
+           && a.requested_by_job == b.requested_by_job;
   }
 };
 
@@ -102,6 +111,12 @@ struct runner_ledger_state {
   std::map<job_key, runner_spec> needs_runner;
   /// Jobs with a replacement slot reserved, until its launch is reported.
   std::map<job_key, runner_spec> replacing;
+  /// A job that took another job's runner while its own was still being
+  /// launched: that launch's runner goes to the other job, by taker.
+  std::map<job_key, runner_spec> swaps;
+  /// Instances recorded as configured before their launch's report, by
+  /// reservation: the report skips them.
+  std::map<uint64_t, std::set<std::string>> configured_early;
   /// Reservations whose requested slots expired before their report came,
   /// with the time they expired: a late report still records its runners.
   std::map<uint64_t, caf::actor_clock::time_point> expired_reservations;

@@ -132,7 +132,9 @@ secondary_limit_wait(github_pointer self, state::installation_budget& budget,
   if (fault_hits(self, "github_rate_limit"))
     return injected_retry_after;
   auto limit = self->state.cfg.github_writes_per_minute;
-  if (limit <= 0 || !is_mutation(op))
+  // A token mint is made with the App's JWT, not the installation's token:
+  // it does not spend the installation's content-creation budget.
+  if (limit <= 0 || !is_mutation(op) || op == github_op::create_installation_token)
     return std::nullopt;
   auto t = now(self);
   auto& writes = budget.recent_writes;

@@ -220,7 +220,7 @@ run_result run_once(size_t events, int32_t loops, caf::timespan window,
   b.jwt["bench"] = [](caf::timespan) -> caf::expected<secret_string> {
     return secret_string{"bench-jwt"};
   };
-  auto node = spawn_node(sys, cfg, b, stats);
+  auto node = spawn_node(sys, cfg, b, stats, cfg.simulation.seed);
   if (!node) {
     std::fprintf(stderr, "spawn_node: %s\n", describe(node.error()).c_str());
     std::exit(2);

@@ -48,6 +48,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_info))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::github_response))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::registration_request))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::registration_admission))
+  CAF_ADD_TYPE_ID(ghscale, (ghscale::admitted_registrations))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_registration))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::job_status_query))
   CAF_ADD_TYPE_ID(ghscale, (ghscale::runner_list))
@@ -99,6 +101,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ghscale, caf::first_custom_type_id)
   CAF_ADD_ATOM(ghscale, ghscale::atom, runners, "runners")
   CAF_ADD_ATOM(ghscale, ghscale::atom, unregister, "unregister")
   CAF_ADD_ATOM(ghscale, ghscale::atom, budget, "budget")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, admit, "admit")
+  CAF_ADD_ATOM(ghscale, ghscale::atom, release, "release")
   // pipeline
   CAF_ADD_ATOM(ghscale, ghscale::atom, launch, "launch")
   CAF_ADD_ATOM(ghscale, ghscale::atom, reserve, "reserve")
@@ -229,9 +233,28 @@ using aws_caller_actor = caf::typed_actor<
 
 /// The part of an installation client that registers runners (launcher).
 using runner_registrar_actor = caf::typed_actor<
-  // JIT config (ephemeral) or registration token (reusable), top priority.
+  // JIT config (ephemeral) or registration token (reusable), top priority;
+  // `errc::timeout` if its deadline passes before it could be sent,
+  // `errc::shutting_down` once the client drains.
   caf::replies_to<atom::registration,
                   registration_request>::with<runner_registration>>;
+
+/// The part that plans registrations against the write budget (scaler): a
+/// decision launches no more runners than can register in time.
+using registration_planner_actor = caf::typed_actor<
+  // How many of the registrations can start within the window; those
+  // granted are set aside for the ticket.
+  caf::replies_to<atom::admit,
+                  registration_admission>::with<admitted_registrations>,
+  // The ticket's holder is done: its unused registrations are set free.
+  caf::reacts_to<atom::release, uint64_t>>;
+
+/// What gives work back on a drain (scalers, GitHub Apps).
+using drain_actor = caf::typed_actor<
+  // Stop taking work and give back what is held, its messages visible again
+  // after the delay (so that no long poll still out in a draining loop
+  // receives them again); answers at once.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>>;
 
 /// The part that checks whether a job still waits (scaler, job retry).
 using job_checker_actor = caf::typed_actor<
@@ -248,9 +271,13 @@ using runner_janitor_actor = caf::typed_actor<
 /// The only actor that talks to GitHub for one installation: token cache,
 /// rate-limit budget, priority queue, retries.
 using installation_client_actor = runner_registrar_actor
+  ::extend_with<registration_planner_actor>
   ::extend_with<job_checker_actor>
   ::extend_with<runner_janitor_actor>
   ::extend<
+    // Drain: queued requests fail with errc::shutting_down (a registration
+    // gives its runner's job back), new ones are refused; answers at once.
+    caf::replies_to<atom::drain>::with<bool>,
     // Budget snapshot (rate limits, queue, counters).
     caf::replies_to<atom::budget>::with<budget_status>,
     // Internal: the next queued request may go now.
@@ -267,7 +294,10 @@ using github_app_actor = caf::typed_actor<
   caf::replies_to<atom::lookup, repository_ref>::with<int64_t>,
   // Mints an installation token with a fresh or cached App JWT; the
   // response carries the token in `secret` and its expiry.
-  caf::replies_to<atom::mint, int64_t>::with<github_response>>;
+  caf::replies_to<atom::mint, int64_t>::with<github_response>,
+  // Drains every installation client (the delay is for the drains of
+  // scalers: the App holds no messages). Answers once all clients did.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>>;
 
 // -- the scaling pipeline ----------------------------------------------------
 
@@ -287,6 +317,14 @@ using lifecycle_sink_actor = caf::typed_actor<
   // running, then completed (ephemeral) or ready again (reusable).
   caf::reacts_to<atom::observe, job_event>>;
 
+/// The part of the ledger the fleet launcher tells as each runner is
+/// configured, before its whole launch is over: a runner may boot and take
+/// a job while the rest of its launch still waits for GitHub's budget.
+using launch_recorder_actor = caf::typed_actor<
+  // A runner of reservation `id` is configured: it fills its slot now (its
+  // job is served from here on); the launch's report later skips it.
+  caf::reacts_to<atom::observe, uint64_t, launched_runner>>;
+
 /// The part of the ledger the reaper uses.
 using ledger_reconciler_actor = caf::typed_actor<
   // Applies what EC2 and GitHub show (states, registrations, gone
@@ -303,6 +341,7 @@ using job_tracker_actor = caf::typed_actor<
 
 /// Each runner's lifecycle for one pool, and counts the scaler trusts.
 using runner_ledger_actor = lifecycle_sink_actor
+  ::extend_with<launch_recorder_actor>
   ::extend_with<ledger_reconciler_actor>
   ::extend_with<job_tracker_actor>
   ::extend<
@@ -311,8 +350,12 @@ using runner_ledger_actor = lifecycle_sink_actor
   caf::replies_to<atom::reserve, reservation_request>::with<reservation>,
   // What came of a reservation; unfilled slots are released.
   caf::replies_to<atom::report, launch_report>::with<ledger_counts>,
-  // Exact counts per state.
+  // Exact counts per state, and the jobs waiting for a replacement.
   caf::replies_to<atom::counts>::with<ledger_counts>,
+  // The jobs that lost their runner to another job and have none on its
+  // way, as queued events: a drain puts them back on their queue, since a
+  // restarted ledger would not know them.
+  caf::replies_to<atom::drain>::with<std::vector<job_event>>,
   // A spot interruption warning for an instance: marks its runner (it no
   // longer takes jobs) and, if its job had not started, reserves a
   // replacement slot for it under the cap.
@@ -322,8 +365,21 @@ using runner_ledger_actor = lifecycle_sink_actor
 
 /// One per pool: batching window, dedupe, capacity decision, outcomes.
 using scaler_actor = caf::typed_actor<
-  // Queued jobs of one received batch; answers one outcome per receipt.
+  // Queued jobs (pollers send one per request, so each settles on its
+  // own); answers one outcome per receipt once every job of the request is
+  // settled: its runner configured, proven not needed, or given back. A
+  // delivery of a job already being served waits for that job's outcome.
   caf::replies_to<atom::scale, scale_request>::with<batch_outcome>,
+  // Drain: jobs waiting for capacity or budget are given back, later
+  // requests too, visible again after the delay (or their backoff, if
+  // longer); decisions under way finish.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Internal: the GitHub budget may admit the jobs waiting for it now.
+  caf::reacts_to<atom::tick>,
+  // Internal: time to look for jobs that lost their runner to another job
+  // and wait for a replacement with no delivery of theirs left to trigger
+  // a decision.
+  caf::reacts_to<atom::reconcile>,
   // A spot interruption warning for an instance (EC2's event): deregisters
   // its runner and launches a replacement for its job (on-demand where the
   // pool says so). Answers whether the instance was this pool's.
@@ -337,8 +393,12 @@ using poller_actor = caf::typed_actor<
   caf::reacts_to<atom::poll>,
   // Internal: time for a heartbeat.
   caf::reacts_to<atom::heartbeat>,
-  // Stop receiving; finish the batch in flight, then quit. Answers once the
-  // loop has stopped.
+  // Internal: extend the visibility of the messages the loop holds.
+  caf::reacts_to<atom::visibility>,
+  // Internal: apply the outcomes gathered so far.
+  caf::reacts_to<atom::flush>,
+  // Stop receiving; keep the messages held hidden until their outcomes
+  // come, apply them, then quit. Answers once the loop has stopped.
   caf::replies_to<atom::drain>::with<bool>>;
 
 // -- poll loops, scale-down, job retry (issue "poll loops") ------------------

@@ -31,6 +31,11 @@ struct queue_config {
   // capacity are received again every retry delay, so this also bounds how
   // long a job may wait over the cap (100 x retry.max by default).
   int32_t max_receive_count = 100;
+  // Messages one poll loop holds at once (received, outcome not yet
+  // applied; their visibility is extended meanwhile): it receives more while
+  // it holds fewer, so one pool waiting for GitHub's budget does not stall
+  // the loop for the others.
+  int32_t max_in_flight = 100;
   int32_t min_loops = 1;         // poll loops
   int32_t max_loops = 1;
   // Depth (visible + in flight) at which the queue is "high": one more loop

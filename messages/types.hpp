@@ -278,11 +278,17 @@ struct runner_spec {
   job_key job;
   repository_ref target; // where the runner registers
   int64_t installation_id = 0;
+  /// The installation client's admission its registration was planned
+  /// under (0: none).
+  uint64_t admission = 0;
+  /// The job's repository: what the job would be put back on its queue
+  /// with, should it lose its runner (empty for top-ups).
+  repository_ref repository;
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, runner_spec& x) {
   return f(caf::meta::type_name("ghscale::runner_spec"), x.job, x.target,
-           x.installation_id);
+           x.installation_id, x.admission, x.repository);
 }
 
 /// Asks the ledger for capacity for `jobs` (already deduplicated in the
@@ -298,9 +304,11 @@ typename Inspector::result_type inspect(Inspector& f, reservation_request& x) {
            x.idle_topup);
 }
 
-/// The ledger's atomic answer: jobs that already have a runner, jobs granted
-/// a slot (in request order), and extra idle slots. Jobs in no list are over
-/// the cap. The slots stay `requested` until a launch_report.
+/// The ledger's atomic answer: jobs that already have a runner configured,
+/// jobs whose runner is still being set up (`in_flight`: neither acked nor
+/// launched for again until that settles), jobs granted a slot (in request
+/// order), and extra idle slots. Jobs in no list are over the cap. The slots
+/// stay `requested` until a launch_report.
 ///
 /// Ephemeral runners are not bound to jobs: a runner launched for job X may
 /// be taken by an older job Y that had none, leaving X (whose message is
@@ -310,6 +318,7 @@ typename Inspector::result_type inspect(Inspector& f, reservation_request& x) {
 struct reservation {
   uint64_t id = 0;
   std::vector<job_key> already_served;
+  std::vector<job_key> in_flight;
   std::vector<job_key> granted;
   int32_t idle_topup = 0;
   std::vector<runner_spec> replacements;
@@ -320,7 +329,7 @@ struct reservation {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reservation& x) {
   return f(caf::meta::type_name("ghscale::reservation"), x.id,
-           x.already_served, x.granted, x.idle_topup, x.replacements, x.held,
+           x.already_served, x.in_flight, x.granted, x.idle_topup, x.replacements, x.held,
            x.active, x.cap);
 }
 
@@ -335,11 +344,14 @@ struct launch_request {
   /// On-demand whatever the pool's capacity type (replacements for spot
   /// interruptions).
   bool on_demand = false;
+  /// The ledger reservation the runners fill: each is recorded there as
+  /// soon as it is configured (0: not reported early).
+  uint64_t reservation = 0;
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, launch_request& x) {
   return f(caf::meta::type_name("ghscale::launch_request"), x.pool,
-           x.client_token, x.runners, x.on_demand);
+           x.client_token, x.runners, x.on_demand, x.reservation);
 }
 
 /// A runner whose instance came up and received its config.
@@ -405,6 +417,8 @@ struct ledger_counts {
   int32_t failed = 0;
   int32_t orphaned = 0;
   int32_t terminated = 0;
+  /// Jobs whose runner another job took, waiting for a replacement.
+  int32_t waiting = 0;
   int32_t active() const noexcept {
     return requested + pending + ready + running + orphaned;
   }
@@ -413,7 +427,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ledger_counts& x) {
   return f(caf::meta::type_name("ghscale::ledger_counts"), x.requested,
            x.pending, x.ready, x.running, x.completed, x.failed, x.orphaned,
-           x.terminated);
+           x.terminated, x.waiting);
 }
 
 // -- EC2 and SSM -------------------------------------------------------------
@@ -668,11 +682,47 @@ struct registration_request {
   std::vector<std::string> labels;
   std::string runner_group;
   bool ephemeral = true;
+  /// The admission this registration was planned under (0: none); it uses
+  /// one of the admission's units instead of queueing behind them.
+  uint64_t admission = 0;
+  /// Actor-clock time after which the caller no longer waits: a request
+  /// still queued then fails with errc::timeout instead of being sent
+  /// (0: no deadline).
+  caf::timespan deadline{0};
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registration_request& x) {
   return f(caf::meta::type_name("ghscale::registration_request"), x.target,
-           x.runner_name, x.labels, x.runner_group, x.ephemeral);
+           x.runner_name, x.labels, x.runner_group, x.ephemeral, x.admission,
+           x.deadline);
+}
+
+/// Asks an installation client how many of `count` registrations its
+/// budget can start within `within` from now (write window, requests
+/// queued ahead, pauses, earlier admissions not yet used).
+struct registration_admission {
+  int32_t count = 0;
+  caf::timespan within{0};
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registration_admission& x) {
+  return f(caf::meta::type_name("ghscale::registration_admission"), x.count,
+           x.within);
+}
+
+/// The answer: `granted` registrations are planned under `ticket` (0 when
+/// none) and count as queued ahead of anyone else until they arrive, the
+/// ticket is released, or `within` has passed. `next_at` is when the next
+/// registration beyond them could start (actor clock).
+struct admitted_registrations {
+  int32_t granted = 0;
+  uint64_t ticket = 0;
+  caf::timespan next_at{0};
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, admitted_registrations& x) {
+  return f(caf::meta::type_name("ghscale::admitted_registrations"), x.granted,
+           x.ticket, x.next_at);
 }
 
 struct runner_registration {

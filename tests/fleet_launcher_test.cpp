@@ -27,9 +27,13 @@ struct backend_script {
   std::string failing_parameter; // PutParameter of this name fails
   std::vector<registration_request> registrations;
   std::string failing_runner;    // registration of this runner name fails
+  caf::error failing_with = caf::make_error(errc::backend_failure,
+                                            "generate_jit_config: 502 after 6 attempts");
   std::vector<int64_t> client_lookups;
   int next_instance = 1;
   std::vector<instance_tags> tagged; // CreateTags calls
+  /// What the pool's ledger was told, runner by runner, as each came up.
+  std::vector<std::pair<uint64_t, launched_runner>> recorded;
 
   fleet_instance instance(capacity_type capacity) {
     return {"i-" + std::to_string(next_instance++), "m5.large", "subnet-a",
@@ -90,16 +94,29 @@ mock_client(std::shared_ptr<backend_script> script) {
         registration_request& req) -> caf::result<runner_registration> {
       script->registrations.push_back(req);
       if (req.runner_name == script->failing_runner)
-        return caf::make_error(errc::backend_failure,
-                               "generate_jit_config: 502 after 6 attempts");
+        return script->failing_with;
       return runner_registration{static_cast<int64_t>(script->registrations.size()),
                                  secret_string{"jit-" + req.runner_name}};
     },
     [](atom::job_status, job_status_query&) { return std::string{"queued"}; },
     [](atom::runners, repository_ref&) { return runner_list{}; },
     [](atom::unregister, runner_removal& x) { return x.runner_id; },
+    [](atom::admit, const registration_admission& req) {
+      return admitted_registrations{req.count, 1, caf::timespan{0}};
+    },
+    [](atom::release, uint64_t) {},
+    [](atom::drain) { return true; },
     [](atom::budget) { return budget_status{}; },
     [](atom::flush) {},
+  };
+}
+
+launch_recorder_actor::behavior_type
+mock_recorder(std::shared_ptr<backend_script> script) {
+  return {
+    [=](atom::observe, uint64_t reservation, const launched_runner& up) {
+      script->recorded.emplace_back(reservation, up);
+    },
   };
 }
 
@@ -111,6 +128,7 @@ github_app_actor::behavior_type mock_app(github_app_actor::pointer self,
       script->client_lookups.push_back(installation);
       return client;
     },
+    [](atom::drain, caf::timespan) { return true; },
     [](atom::mint, int64_t) -> caf::result<github_response> {
       return caf::make_error(caf::sec::unexpected_message);
     },
@@ -141,10 +159,12 @@ protected:
     auto ec2 = stop_at_teardown(sys.spawn(mock_ec2, backend));
     auto ssm = stop_at_teardown(sys.spawn(mock_ssm, backend));
     auto app = stop_at_teardown(sys.spawn(mock_app, backend));
+    auto ledger = stop_at_teardown(sys.spawn(mock_recorder, backend));
     return stop_at_teardown(
       sys.spawn(fleet_launcher, std::vector<pool_config>{pool}, aws, timeouts, ec2, ssm,
-                std::map<std::string, github_app_actor>{{"ci", app}}, stats,
-                uint64_t{9}));
+                std::map<std::string, github_app_actor>{{"ci", app}},
+                std::map<std::string, launch_recorder_actor>{{pool.name, ledger}},
+                stats, uint64_t{9}));
   }
 
   caf::expected<launch_result> launch(fleet_launcher_actor launcher,
@@ -398,6 +418,68 @@ TEST_F(FleetLauncherTest, FailedRegistrationTerminatesItsInstance) {
   EXPECT_EQ(stats->count("ghscale_launch_failures_total",
                          {{"pool", "linux"}, {"code", "registration_failed"}}),
             1);
+}
+
+TEST_F(FleetLauncherTest, RegistrationsCarryTheirAdmissionAndADeadline) {
+  test::log_capture captured;
+  auto launcher = start_launcher();
+  auto req = request_for(2);
+  req.runners[0].admission = 9;
+  auto t0 = sched.clock().now().time_since_epoch();
+  auto res = launch(launcher, req);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(backend->registrations.size(), 2u);
+  EXPECT_EQ(backend->registrations[0].admission, 9u);
+  EXPECT_EQ(backend->registrations[1].admission, 0u);
+  // What the launch's budget leaves after the SSM hand-off: the client never
+  // sends a registration whose caller stopped waiting.
+  EXPECT_EQ(backend->registrations[0].deadline, t0 + timeouts.launch - timeouts.aws_call);
+  // One line per job that got a runner, naming its instance.
+  EXPECT_EQ(test::log_capture::lines_containing("runner configured"), 2u);
+  EXPECT_EQ(test::log_capture::lines_containing("job=100#1 instance=i-1"), 1u);
+}
+
+TEST_F(FleetLauncherTest, TellsTheLedgerOfEachRunnerAsItIsConfigured) {
+  backend->failing_runner = "linux-i-2";
+  auto launcher = start_launcher();
+  auto req = request_for(3);
+  req.reservation = 77;
+  auto res = launch(launcher, req);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(backend->recorded.size(), 2u); // the runner that failed is not
+  for (auto& [reservation, up] : backend->recorded)
+    EXPECT_EQ(reservation, 77u);
+  EXPECT_EQ(backend->recorded[0].second.instance_id, "i-1");
+  EXPECT_EQ(backend->recorded[0].second.job, (job_key{100, 1}));
+  EXPECT_EQ(backend->recorded[1].second.instance_id, "i-3");
+}
+
+TEST_F(FleetLauncherTest, ARegistrationThatTimesOutOrIsDrainedGivesItsJobBack) {
+  for (auto [err, code] :
+       {std::pair{caf::make_error(errc::timeout, "deadline passed"),
+                  std::string{"registration_timeout"}},
+        std::pair{caf::make_error(errc::shutting_down, "draining"),
+                  std::string{"registration_drained"}}}) {
+    test::log_capture captured;
+    backend = std::make_shared<backend_script>();
+    backend->failing_runner = "linux-i-1";
+    backend->failing_with = err;
+    auto launcher = start_launcher();
+    auto res = launch(launcher, request_for(1));
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->failed.size(), 1u);
+    EXPECT_EQ(res->failed[0].code, code);
+    EXPECT_EQ(res->failed[0].job, (job_key{100, 1}));
+    EXPECT_EQ(backend->terminated, (std::vector<std::string>{"i-1"}));
+    EXPECT_TRUE(backend->parameters.empty());
+    EXPECT_EQ(test::log_capture::lines_containing(
+                "instance terminated and job given back"),
+              1u);
+    EXPECT_EQ(test::log_capture::lines_containing("job=100#1"), 1u);
+    EXPECT_EQ(stats->count("ghscale_launch_failures_total",
+                           {{"pool", "linux"}, {"code", code}}),
+              1);
+  }
 }
 
 TEST_F(FleetLauncherTest, FailedParameterTerminatesItsInstance) {

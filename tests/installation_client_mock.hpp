@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +18,12 @@ struct installation_script {
   std::map<int64_t, caf::expected<std::string>> statuses;
   std::vector<job_status_query> queries;
   std::vector<runner_removal> removals;
+  /// Registrations the budget admits per admission (all when negative), and
+  /// when it says the next one could start; every admission asked for.
+  int32_t admit_limit = -1;
+  caf::timespan next_at{0};
+  std::vector<registration_admission> admissions;
+  std::vector<uint64_t> released;
 };
 
 inline installation_client_actor
@@ -46,6 +53,15 @@ spawn_installation_client(caf::actor_system& sys,
         script->removals.push_back(removal);
         return removal.runner_id;
       },
+      [=](atom::admit, const registration_admission& req) {
+        script->admissions.push_back(req);
+        auto granted = script->admit_limit < 0 ? req.count
+                                               : std::min(req.count, script->admit_limit);
+        return admitted_registrations{
+          granted, static_cast<uint64_t>(script->admissions.size()), script->next_at};
+      },
+      [=](atom::release, uint64_t ticket) { script->released.push_back(ticket); },
+      [](atom::drain) { return true; },
       [](atom::budget) { return budget_status{}; },
       [](atom::flush) {},
     };

@@ -58,12 +58,28 @@ scripted_reply ok_reply(const github_request& req) {
   return {ok_response(req), {}, 100ms};
 }
 
+/// GitHub's secondary limit for the first `n` calls (403 + retry-after),
+/// then 200s.
+std::function<scripted_reply(const github_request&, size_t)>
+secondary_limit_first(size_t n, caf::timespan retry_after);
+
 scripted_reply status_reply(int32_t status, std::string message = "") {
   scripted_reply out;
   out.response.status = status;
   out.response.rate = {5000, 4000, 1h};
   out.response.message = std::move(message);
   return out;
+}
+
+std::function<scripted_reply(const github_request&, size_t)>
+secondary_limit_first(size_t n, caf::timespan retry_after) {
+  return [=](const github_request& req, size_t index) {
+    if (index >= n)
+      return ok_reply(req);
+    auto reply = status_reply(403, "You have exceeded a secondary rate limit");
+    reply.response.retry_after = retry_after;
+    return reply;
+  };
 }
 
 using mock_api_actor = github_api_actor::extend<caf::reacts_to<atom::flush>>;
@@ -125,6 +141,7 @@ github_app_actor::behavior_type mock_minter(github_app_actor::pointer self,
     [](atom::lookup, const repository_ref&) -> caf::result<int64_t> {
       return caf::make_error(caf::sec::unexpected_message);
     },
+    [](atom::drain, caf::timespan) { return true; },
     [=](atom::mint, int64_t) -> caf::result<github_response> {
       auto t = self->clock().now().time_since_epoch();
       script->at.push_back(t);
@@ -443,13 +460,7 @@ TEST_F(InstallationClientTest, OtherClientErrorsAreRejectedWithGithubsMessage) {
 
 TEST_F(InstallationClientTest, RetryAfterPausesEverythingThenSucceeds) {
   app.max_concurrency = 1;
-  github->respond = [](const github_request& req, size_t index) {
-    if (index > 0)
-      return ok_reply(req);
-    auto reply = status_reply(403, "You have exceeded a secondary rate limit");
-    reply.response.retry_after = 30s;
-    return reply;
-  };
+  github->respond = secondary_limit_first(1, 30s);
   auto client = start_client();
   for (int i = 0; i < 3; ++i)
     self->send(client, atom::job_status_v, job(i));
@@ -769,3 +780,170 @@ TEST_F(InstallationClientTest, SecretsNeverReachLogsOrErrors) {
 }
 
 } // namespace
+
+// -- planning registrations against the budget ------------------------------------------
+
+class RegistrationPlanningTest : public InstallationClientTest {
+protected:
+  RegistrationPlanningTest() {
+    app.writes_per_minute = 30;
+    app.max_concurrency = 100;
+  }
+
+  /// Asked by an actor of its own, so that no registration's reply in the
+  /// test actor's mailbox is taken for the answer.
+  admitted_registrations admit(const installation_client_actor& client,
+                               int32_t count, caf::timespan within = 60s) {
+    auto answer = scenario::ask_now<admitted_registrations>(
+      sched, planner, client, atom::admit_v, registration_admission{count, within});
+    EXPECT_TRUE(answer) << describe(answer.error());
+    return answer ? *answer : admitted_registrations{};
+  }
+
+  caf::scoped_actor planner{sys};
+
+  registration_request registration(std::string name, uint64_t ticket = 0,
+                                    caf::timespan deadline = caf::timespan{0}) {
+    registration_request req{org, std::move(name), {"linux"}, "Default", true};
+    req.admission = ticket;
+    req.deadline = deadline;
+    return req;
+  }
+
+  size_t writes_sent() const {
+    size_t n = 0;
+    for (auto& call : github->calls)
+      n += is_mutation(call.request.op) ? 1 : 0;
+    return n;
+  }
+
+  repository_ref org{"octo", "", owner_type::organization};
+};
+
+TEST_F(RegistrationPlanningTest, AdmitsWhatTheWriteWindowCanStartInTime) {
+  auto client = start_client();
+  auto t0 = now();
+  // An empty window of 30 a minute starts 30 now; the 31st only when the
+  // first of them leaves the 61 s window, past the 60 s asked for.
+  auto first = admit(client, 40);
+  EXPECT_EQ(first.granted, 30);
+  EXPECT_NE(first.ticket, 0u);
+  EXPECT_EQ(first.next_at, t0 + 61s);
+  // Those 30 are set aside: nothing is left for a second planner.
+  auto second = admit(client, 10);
+  EXPECT_EQ(second.granted, 0);
+  EXPECT_EQ(second.ticket, 0u);
+  EXPECT_EQ(second.next_at, t0 + 61s);
+  // A window long enough for the next wave admits it.
+  auto longer = admit(client, 10, 70s);
+  EXPECT_EQ(longer.granted, 10);
+}
+
+TEST_F(RegistrationPlanningTest, AdmittedRegistrationsUseTheirTicket) {
+  auto client = start_client();
+  auto plan = admit(client, 10);
+  ASSERT_EQ(plan.granted, 10);
+  for (int i = 0; i < 10; ++i)
+    self->send(client, atom::registration_v,
+               registration("r" + std::to_string(i), plan.ticket));
+  advance(1s);
+  EXPECT_EQ(replies<runner_registration>().size(), 10u);
+  EXPECT_EQ(writes_sent(), 10u);
+  // Ten of thirty spent, none set aside any more: twenty left before the
+  // first of them leaves the window.
+  EXPECT_EQ(admit(client, 25, 30s).granted, 20);
+}
+
+TEST_F(RegistrationPlanningTest, ReleasedAndExpiredAdmissionsFreeTheBudget) {
+  auto client = start_client();
+  auto plan = admit(client, 30);
+  ASSERT_EQ(plan.granted, 30);
+  self->send(client, atom::release_v, plan.ticket);
+  advance(0s);
+  auto again = admit(client, 30);
+  EXPECT_EQ(again.granted, 30);
+  // Not released: its window passes and the units are free again.
+  advance(61s);
+  EXPECT_EQ(admit(client, 30).granted, 30);
+}
+
+TEST_F(RegistrationPlanningTest, RegistrationsQueuedAheadComeFirst) {
+  auto client = start_client();
+  auto t0 = now();
+  for (int i = 0; i < 35; ++i)
+    self->send(client, atom::registration_v, registration("q" + std::to_string(i)));
+  advance(1s);
+  // 30 went at once, 5 wait for the window: a new plan comes after them.
+  EXPECT_EQ(writes_sent(), 30u);
+  auto plan = admit(client, 10, 30s);
+  EXPECT_EQ(plan.granted, 0);
+  EXPECT_GE(plan.next_at, t0 + 61s);
+  // Within 70 s the window turns over once: 30 slots, 5 of them taken.
+  EXPECT_EQ(admit(client, 30, 70s).granted, 25);
+}
+
+TEST_F(RegistrationPlanningTest, APauseHoldsAdmissionsBack) {
+  github->respond = secondary_limit_first(1, 90s);
+  auto client = start_client();
+  self->send(client, atom::registration_v, registration("paused"));
+  advance(1s);
+  auto t = now();
+  auto plan = admit(client, 5);
+  EXPECT_EQ(plan.granted, 0);
+  EXPECT_GE(plan.next_at, t + 89s);
+}
+
+TEST_F(RegistrationPlanningTest, ARegistrationPastItsDeadlineIsNeverSent) {
+  app.writes_per_minute = 1;
+  auto client = start_client();
+  self->send(client, atom::registration_v, registration("first"));
+  self->send(client, atom::registration_v,
+             registration("late", 0, now() + 10s));
+  advance(1min + 2s);
+  auto answers = replies<runner_registration>();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_TRUE(answers[0]);
+  ASSERT_FALSE(answers[1]);
+  EXPECT_EQ(answers[1].error(), errc::timeout);
+  EXPECT_NE(describe(answers[1].error()).find("late"), std::string::npos);
+  // The write window opened at 61 s; the late registration was not sent.
+  EXPECT_EQ(writes_sent(), 1u);
+  EXPECT_EQ(stats->count("ghscale_github_expired_total",
+                         {{"op", "generate_jit_config"}}),
+            1);
+}
+
+TEST_F(RegistrationPlanningTest, DrainFailsWhatIsQueuedAndRefusesMore) {
+  app.writes_per_minute = 2;
+  auto client = start_client();
+  for (int i = 0; i < 4; ++i)
+    self->send(client, atom::registration_v, registration("d" + std::to_string(i)));
+  advance(50ms); // two in flight (100 ms each), two wait for the window
+  EXPECT_TRUE(scenario::ask_now<bool>(sched, planner, client, atom::drain_v));
+  self->send(client, atom::registration_v, registration("after"));
+  advance(1s);
+  auto answers = replies<runner_registration>();
+  ASSERT_EQ(answers.size(), 5u);
+  int ok = 0;
+  int drained = 0;
+  for (auto& answer : answers) {
+    if (answer)
+      ++ok;
+    else if (answer.error() == errc::shutting_down)
+      ++drained;
+  }
+  EXPECT_EQ(ok, 2);      // those in flight finished
+  EXPECT_EQ(drained, 3); // two queued, one refused
+  EXPECT_EQ(writes_sent(), 2u);
+  EXPECT_EQ(admit(client, 5).granted, 0);
+}
+
+TEST_F(RegistrationPlanningTest, OnePauseIsOneLogLine) {
+  github->respond = secondary_limit_first(4, 20s);
+  auto client = start_client();
+  for (int i = 0; i < 4; ++i)
+    self->send(client, atom::registration_v, registration("p" + std::to_string(i)));
+  advance(1min);
+  EXPECT_EQ(replies<runner_registration>().size(), 4u);
+  EXPECT_EQ(test::log_capture::lines_containing("github requests paused"), 1u);
+}

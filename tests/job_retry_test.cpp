@@ -72,6 +72,7 @@ github_app_actor spawn_app(caf::actor_system& sys, script_ptr script,
           return caf::make_error(errc::not_found, "no installation");
         return i->second;
       },
+      [](atom::drain, caf::timespan) { return true; },
       [](atom::mint, int64_t) -> caf::result<github_response> {
         return caf::make_error(errc::rejected, "not scripted");
       },

@@ -25,6 +25,7 @@ struct queue_script {
   std::vector<std::vector<visibility_change>> visibility;
   std::vector<std::vector<outgoing_message>> enqueued;
   std::set<std::string> failing; // entry ids answered as failed
+  std::string failing_code = "InternalError";
 };
 
 using queue_mock_actor = queue_actor::extend<caf::reacts_to<atom::flush>>;
@@ -34,7 +35,7 @@ batch_result answer_entries(const queue_script& script,
   batch_result out;
   for (auto& id : ids)
     if (script.failing.count(id) > 0)
-      out.failed.push_back(batch_entry_error{id, "InternalError", "scripted"});
+      out.failed.push_back(batch_entry_error{id, script.failing_code, "scripted"});
     else
       out.succeeded.push_back(id);
   return out;
@@ -126,12 +127,21 @@ scaler_actor spawn_scaler(caf::actor_system& sys,
           return x.error();
         return *x;
       },
-      // The poller never forwards interruptions.
+      // The poller never forwards interruptions, nor drains a scaler.
       [](atom::interrupt, const std::string&) { return false; },
-      [=](atom::flush, uint64_t) {
-        for (auto& [promise, req] : script->held)
-          promise.deliver(*script->on_flush(req));
-        script->held.clear();
+      [](atom::drain, caf::timespan) { return true; },
+      [](atom::tick) {},
+      [](atom::reconcile) {},
+      // 0 answers every request held, n > 0 only the n-th of them.
+      [=](atom::flush, uint64_t n) {
+        auto& held = script->held;
+        for (size_t i = 0; i < held.size(); ++i)
+          if (n == 0 || i + 1 == n)
+            held[i].first.deliver(*script->on_flush(held[i].second));
+        if (n == 0)
+          held.clear();
+        else if (n <= held.size())
+          held.erase(held.begin() + static_cast<long>(n - 1));
       },
     };
   }, std::move(script));
@@ -245,6 +255,26 @@ protected:
     sched.run();
   }
 
+  /// The scaler mock answers "done" to its n-th held request (0: all).
+  void answer(uint64_t n) {
+    scaler_calls->on_flush = [](const scale_request& req) {
+      return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
+    };
+    self->send(scaler_handle, atom::flush_v, n);
+    sched.run();
+  }
+
+  /// Outcomes go out in batches, at most 100 ms after they come.
+  void settle() { advance(100ms); }
+
+  /// Every receipt of every visibility call, in order.
+  std::vector<std::string> extended(size_t call) const {
+    std::vector<std::string> out;
+    for (auto& change : source_script->visibility.at(call))
+      out.push_back(change.receipt);
+    return out;
+  }
+
   int64_t messages(const std::string& outcome) {
     return stats->count("ghscale_messages_total",
                         {{"queue", "jobs"}, {"outcome", outcome}});
@@ -282,6 +312,7 @@ TEST_F(PollerTest, ReceivesWithTheQueuesSettings) {
 
 TEST_F(PollerTest, DeadLettersMalformedMessagesThenDeletesThem) {
   start({{message("m1", "not json at all")}});
+  settle();
   ASSERT_EQ(dlq_script->enqueued.size(), 1u);
   ASSERT_EQ(dlq_script->enqueued[0].size(), 1u);
   EXPECT_EQ(dlq_script->enqueued[0][0].body, "not json at all");
@@ -297,6 +328,7 @@ TEST_F(PollerTest, DeadLettersMalformedMessagesThenDeletesThem) {
 TEST_F(PollerTest, KeepsPoisonTheDeadLetterQueueRefused) {
   dlq_script->failing = {"0"};
   start({{message("m1", "{"), message("m2", "[]")}});
+  settle();
   ASSERT_EQ(dlq_script->enqueued.size(), 1u);
   EXPECT_EQ(dlq_script->enqueued[0].size(), 2u);
   ASSERT_EQ(source_script->removes.size(), 1u);
@@ -308,6 +340,7 @@ TEST_F(PollerTest, KeepsPoisonTheDeadLetterQueueRefused) {
 
 TEST_F(PollerTest, ParksPoisonForTwelveHoursWithoutADeadLetterQueue) {
   start({{message("m1", "garbage")}}, false);
+  settle();
   EXPECT_TRUE(source_script->removes.empty());
   ASSERT_EQ(source_script->visibility.size(), 1u);
   ASSERT_EQ(source_script->visibility[0].size(), 1u);
@@ -317,6 +350,7 @@ TEST_F(PollerTest, ParksPoisonForTwelveHoursWithoutADeadLetterQueue) {
 
 TEST_F(PollerTest, DeletesAndCountsUnroutedJobs) {
   start({{message("m1", event(job_action::queued, 1, {"windows"}))}});
+  settle();
   EXPECT_TRUE(scaler_calls->calls.empty());
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
@@ -324,11 +358,14 @@ TEST_F(PollerTest, DeletesAndCountsUnroutedJobs) {
   EXPECT_EQ(messages("acked"), 1);
 }
 
-TEST_F(PollerTest, AppliesTheScalersOutcomesPerMessage) {
-  scaler_calls->answer = [](const scale_request&) {
+TEST_F(PollerTest, AsksForEachJobOnItsOwnAndAppliesTheOutcomesTogether) {
+  scaler_calls->answer = [](const scale_request& req) {
     batch_outcome out;
-    out.outcomes.push_back(message_outcome{"m1", outcome_kind::done, 0s, "launched"});
-    out.outcomes.push_back(message_outcome{"m2", outcome_kind::retry, 7s, "cap"});
+    auto& receipt = req.jobs.at(0).receipt;
+    if (receipt == "m1")
+      out.outcomes.push_back(message_outcome{"m1", outcome_kind::done, 0s, "launched"});
+    if (receipt == "m2")
+      out.outcomes.push_back(message_outcome{"m2", outcome_kind::retry, 7s, "cap"});
     // An outcome for a receipt it was never sent is ignored.
     out.outcomes.push_back(message_outcome{"bogus", outcome_kind::done, 0s, ""});
     return caf::expected<batch_outcome>{std::move(out)};
@@ -336,12 +373,15 @@ TEST_F(PollerTest, AppliesTheScalersOutcomesPerMessage) {
   start({{message("m1", event(job_action::queued, 1)),
           message("m2", event(job_action::queued, 2)),
           message("m3", event(job_action::queued, 3), 2)}});
-  ASSERT_EQ(scaler_calls->calls.size(), 1u);
-  auto& jobs = scaler_calls->calls[0].jobs;
-  ASSERT_EQ(jobs.size(), 3u);
-  EXPECT_EQ(jobs[0].receipt, "m1");
-  EXPECT_EQ(jobs[0].event.key, (job_key{1, 1}));
-  EXPECT_EQ(jobs[2].receive_count, 2);
+  ASSERT_EQ(scaler_calls->calls.size(), 3u);
+  for (auto& call : scaler_calls->calls)
+    EXPECT_EQ(call.jobs.size(), 1u);
+  auto& first = scaler_calls->calls[0].jobs[0];
+  EXPECT_EQ(first.receipt, "m1");
+  EXPECT_EQ(first.event.key, (job_key{1, 1}));
+  EXPECT_EQ(scaler_calls->calls[2].jobs[0].receive_count, 2);
+  EXPECT_TRUE(source_script->removes.empty()); // gathered for one call each
+  settle();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
   ASSERT_EQ(source_script->visibility.size(), 1u);
@@ -355,7 +395,101 @@ TEST_F(PollerTest, AppliesTheScalersOutcomesPerMessage) {
   EXPECT_EQ(messages("acked"), 1);
   EXPECT_EQ(messages("retried"), 2);
   EXPECT_TRUE(dlq_script->enqueued.empty());
-  EXPECT_EQ(source_script->receive_calls.size(), 2u);
+}
+
+TEST_F(PollerTest, AJobSettlesWithoutWaitingForTheOthersOfItsBatch) {
+  start({{message("m1", event(job_action::queued, 1)),
+          message("m2", event(job_action::queued, 2))}});
+  ASSERT_EQ(scaler_calls->held.size(), 2u);
+  answer(1);
+  settle();
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+}
+
+TEST_F(PollerTest, KeepsReceivingWhileItHoldsFewerThanItsBound) {
+  queue.max_in_flight = 25;
+  std::vector<queue_message> first;
+  std::vector<queue_message> second;
+  for (int i = 0; i < 10; ++i) {
+    first.push_back(message("a" + std::to_string(i), event(job_action::queued, 1 + i)));
+    second.push_back(
+      message("b" + std::to_string(i), event(job_action::queued, 100 + i)));
+  }
+  start({first, second});
+  // Two batches held (20), the third receive asks for the 5 left ...
+  ASSERT_EQ(source_script->receive_calls.size(), 3u);
+  EXPECT_EQ(source_script->receive_calls[2].max_messages, 5);
+  source_script->receives.push_back(received_batch{
+    {message("c0", event(job_action::queued, 200)),
+     message("c1", event(job_action::queued, 201)),
+     message("c2", event(job_action::queued, 202)),
+     message("c3", event(job_action::queued, 203)),
+     message("c4", event(job_action::queued, 204))}});
+  self->send(source_handle, atom::flush_v);
+  sched.run();
+  // ... and with 25 held it receives no more until some settle.
+  EXPECT_EQ(source_script->receive_calls.size(), 3u);
+  EXPECT_EQ(scaler_calls->held.size(), 25u);
+  answer(1);
+  settle();
+  EXPECT_EQ(source_script->receive_calls.size(), 4u);
+  EXPECT_EQ(source_script->receive_calls[3].max_messages, 1);
+}
+
+TEST_F(PollerTest, KeepsWhatItHoldsHiddenWithOneCallForAll) {
+  timeouts.scale = 5min; // the scaler takes its time
+  start({{message("m1", event(job_action::queued, 1)),
+          message("m2", event(job_action::queued, 2))}});
+  ASSERT_EQ(scaler_calls->held.size(), 2u);
+  advance(14s);
+  EXPECT_TRUE(source_script->visibility.empty());
+  // Half a visibility timeout before they would reappear: both, in one call,
+  // for another whole visibility timeout.
+  advance(1s);
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  EXPECT_EQ(extended(0), (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_EQ(source_script->visibility[0][0].delay, caf::timespan{30s});
+  advance(15s);
+  ASSERT_EQ(source_script->visibility.size(), 2u);
+  // A settled message is no longer extended.
+  answer(1);
+  settle();
+  advance(15s);
+  ASSERT_EQ(source_script->visibility.size(), 3u);
+  EXPECT_EQ(extended(2), std::vector<std::string>{"m2"});
+  EXPECT_EQ(stats->count("ghscale_visibility_extended_total", {{"queue", "jobs"}}), 5);
+}
+
+TEST_F(PollerTest, NeverHidesAMessageBeyondTwelveHoursFromItsReceive) {
+  timeouts.scale = 13h;
+  queue.visibility_timeout = 5h;
+  start({{message("m1", event(job_action::queued, 1))}});
+  advance(2h + 30min); // extended to 7.5 h
+  advance(2h + 30min); // to 10 h
+  advance(2h + 30min); // only up to 12 h
+  ASSERT_EQ(source_script->visibility.size(), 3u);
+  EXPECT_EQ(source_script->visibility[2][0].delay, caf::timespan{4h + 30min});
+  advance(3h);
+  EXPECT_EQ(source_script->visibility.size(), 3u);
+}
+
+TEST_F(PollerTest, StopsExtendingAReceiptTheQueueNoLongerTakes) {
+  timeouts.scale = 5min; // the scaler takes its time
+  source_script->failing = {"m1"};
+  source_script->failing_code = "ReceiptHandleIsInvalid";
+  start({{message("m1", event(job_action::queued, 1)),
+          message("m2", event(job_action::queued, 2))}});
+  advance(15s);
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  advance(15s);
+  ASSERT_EQ(source_script->visibility.size(), 2u);
+  EXPECT_EQ(extended(1), std::vector<std::string>{"m2"});
+  // Its outcome still goes out when it comes.
+  answer(0);
+  settle();
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], (std::vector<std::string>{"m1", "m2"}));
 }
 
 TEST_F(PollerTest, RetriesEverythingAScalerFailedOn) {
@@ -364,6 +498,7 @@ TEST_F(PollerTest, RetriesEverythingAScalerFailedOn) {
   };
   start({{message("m1", event(job_action::queued, 1), 1),
           message("m2", event(job_action::queued, 2), 3)}});
+  settle();
   EXPECT_TRUE(source_script->removes.empty());
   ASSERT_EQ(source_script->visibility.size(), 1u);
   auto& changes = source_script->visibility[0];
@@ -376,10 +511,12 @@ TEST_F(PollerTest, RetriesEverythingWhenTheScalerTimesOut) {
   start({{message("m1", event(job_action::queued, 1))}});
   ASSERT_EQ(scaler_calls->held.size(), 1u);
   EXPECT_TRUE(source_script->visibility.empty());
-  sched.advance_time(timeouts.scale);
-  sched.run();
-  ASSERT_EQ(source_script->visibility.size(), 1u);
-  EXPECT_EQ(source_script->visibility[0].at(0).receipt, "m1");
+  advance(timeouts.scale);
+  settle();
+  ASSERT_FALSE(source_script->visibility.empty());
+  auto& last = source_script->visibility.back();
+  EXPECT_EQ(last.at(0).receipt, "m1");
+  EXPECT_EQ(last.at(0).delay, caf::timespan{5s});
   EXPECT_TRUE(source_script->removes.empty());
 }
 
@@ -387,6 +524,7 @@ TEST_F(PollerTest, HandsLifecycleEventsToTheLedger) {
   start({{message("m1", event(job_action::in_progress, 1)),
           message("m2", event(job_action::waiting, 2)),
           message("m3", event(job_action::completed, 3, {"windows"}))}});
+  settle();
   ASSERT_EQ(observed->size(), 1u);
   EXPECT_EQ((*observed)[0].action, job_action::in_progress);
   EXPECT_EQ((*observed)[0].runner_name, "linux-i-1");
@@ -409,23 +547,33 @@ TEST_F(PollerTest, BacksOffAfterAFailedReceive) {
   EXPECT_EQ(source_script->receive_calls.size(), 2u);
 }
 
-TEST_F(PollerTest, DrainWaitsForTheBatchInFlight) {
+TEST_F(PollerTest, DrainKeepsWhatItHoldsHiddenUntilItsOutcomeComes) {
+  timeouts.scale = 5min; // the scaler takes its time
   scaler_calls->on_flush = [](const scale_request& req) {
     return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
   };
   start({{message("m1", event(job_action::queued, 1))}});
   ASSERT_EQ(scaler_calls->held.size(), 1u);
+  auto receives = source_script->receive_calls.size();
   self->send(loop, atom::drain_v);
   sched.run();
-  EXPECT_FALSE(next_reply<bool>()) << "answered before the batch was settled";
+  EXPECT_FALSE(next_reply<bool>()) << "answered before the message was settled";
+  // Still being served after a while: still kept hidden.
+  advance(15s);
+  ASSERT_EQ(source_script->visibility.size(), 1u);
+  EXPECT_EQ(extended(0), std::vector<std::string>{"m1"});
   self->send(scaler_handle, atom::flush_v, uint64_t{0});
   sched.run();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  // The long poll it kept receiving with is still out: it ends it first.
+  EXPECT_FALSE(next_reply<bool>());
+  self->send(source_handle, atom::flush_v);
+  sched.run();
   auto reply = next_reply<bool>();
   ASSERT_TRUE(reply);
   EXPECT_TRUE(*reply);
-  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  EXPECT_EQ(source_script->receive_calls.size(), receives);
 }
 
 TEST_F(PollerTest, DrainWhileWaitingReleasesWhatTheReceiveReturns) {
@@ -441,11 +589,15 @@ TEST_F(PollerTest, DrainWhileWaitingReleasesWhatTheReceiveReturns) {
   EXPECT_TRUE(scaler_calls->calls.empty());
   EXPECT_TRUE(source_script->removes.empty());
   EXPECT_TRUE(dlq_script->enqueued.empty());
-  ASSERT_EQ(source_script->visibility.size(), 1u);
-  auto& changes = source_script->visibility[0];
+  ASSERT_FALSE(source_script->visibility.empty());
+  std::vector<visibility_change> changes;
+  for (auto& call : source_script->visibility)
+    changes.insert(changes.end(), call.begin(), call.end());
   ASSERT_EQ(changes.size(), 2u);
-  EXPECT_EQ(changes[0].delay, caf::timespan{0});
-  EXPECT_EQ(changes[1].delay, caf::timespan{0});
+  // Hidden until any other loop's long poll (20 s) has returned: a draining
+  // loop would receive them again, and each receive counts.
+  EXPECT_EQ(changes[0].delay, caf::timespan{21s});
+  EXPECT_EQ(changes[1].delay, caf::timespan{21s});
   auto reply = next_reply<bool>();
   ASSERT_TRUE(reply);
   EXPECT_TRUE(*reply);
@@ -480,7 +632,7 @@ TEST_F(PollerTest, HeartbeatsItsLeaseOnItsOwnTimer) {
   EXPECT_EQ(source_script->receive_calls.size(), 1u);
 }
 
-TEST_F(PollerTest, StopVerdictFinishesTheBatchInFlightThenStops) {
+TEST_F(PollerTest, StopVerdictSettlesWhatItHoldsThenStops) {
   scaler_calls->on_flush = [](const scale_request& req) {
     return caf::expected<batch_outcome>{all(req, outcome_kind::done)};
   };
@@ -488,18 +640,21 @@ TEST_F(PollerTest, StopVerdictFinishesTheBatchInFlightThenStops) {
   start({{message("m1", event(job_action::queued, 1))}});
   self->monitor(loop);
   ASSERT_EQ(scaler_calls->held.size(), 1u);
+  auto receives = source_script->receive_calls.size();
   advance(5s);
   ASSERT_EQ(registry_calls->heartbeats.size(), 1u);
-  EXPECT_FALSE(down_reason()) << "stopped before its batch was settled";
+  EXPECT_FALSE(down_reason()) << "stopped before its message was settled";
   EXPECT_TRUE(source_script->removes.empty());
   self->send(scaler_handle, atom::flush_v, uint64_t{0});
   sched.run();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+  self->send(source_handle, atom::flush_v); // ends the long poll still out
+  sched.run();
   auto reason = down_reason();
-  ASSERT_TRUE(reason) << "still running after its batch";
+  ASSERT_TRUE(reason) << "still running after settling";
   EXPECT_FALSE(*reason) << "stopped with " << sys.render(*reason);
-  EXPECT_EQ(source_script->receive_calls.size(), 1u);
+  EXPECT_EQ(source_script->receive_calls.size(), receives);
   EXPECT_EQ(registry_calls->heartbeats.size(), 1u);
 }
 
@@ -515,7 +670,7 @@ TEST_F(PollerTest, StopVerdictDuringAReceiveReleasesWhatItReturns) {
   sched.run();
   EXPECT_TRUE(scaler_calls->calls.empty());
   ASSERT_EQ(source_script->visibility.size(), 1u);
-  EXPECT_EQ(source_script->visibility[0].at(0).delay, caf::timespan{0});
+  EXPECT_EQ(source_script->visibility[0].at(0).delay, caf::timespan{21s});
   auto reason = down_reason();
   ASSERT_TRUE(reason);
   EXPECT_FALSE(*reason);
@@ -535,7 +690,16 @@ TEST_F(PollerTest, IgnoresFailedHeartbeats) {
     received_batch{{message("m1", event(job_action::queued, 1))}});
   self->send(source_handle, atom::flush_v);
   sched.run();
+  settle();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->receive_calls.size(), 2u);
   EXPECT_FALSE(down_reason());
+}
+
+TEST_F(PollerTest, EmptyReceivesAreNotLoggedAtInfo) {
+  test::log_capture captured;
+  start({{}, {}, {}});
+  EXPECT_GE(source_script->receive_calls.size(), 3u);
+  EXPECT_EQ(test::log_capture::lines_containing("empty receive"), 0u);
+  EXPECT_EQ(test::log_capture::lines_containing("messages settled"), 0u);
 }

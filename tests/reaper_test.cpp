@@ -127,6 +127,11 @@ mock_installation(installation_client_actor::pointer self, script_ptr script) {
         return failure->second;
       return removal.runner_id;
     },
+    [](atom::admit, const registration_admission& req) {
+      return admitted_registrations{req.count, 1, caf::timespan{0}};
+    },
+    [](atom::release, uint64_t) {},
+    [](atom::drain) { return true; },
     [](atom::budget) { return budget_status{}; },
     [script](atom::flush) {
       for (auto& [promise, runner_id] : std::exchange(script->held, {}))
@@ -145,6 +150,7 @@ github_app_actor::behavior_type mock_app(github_app_actor::pointer, script_ptr s
     [](atom::lookup, repository_ref&) -> caf::result<int64_t> {
       return caf::make_error(errc::not_found, "the reaper looks nothing up");
     },
+    [](atom::drain, caf::timespan) { return true; },
     [](atom::mint, int64_t) -> caf::result<github_response> {
       return caf::make_error(errc::rejected, "the reaper mints nothing");
     },

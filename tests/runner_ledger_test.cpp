@@ -249,9 +249,29 @@ TEST_F(RunnerLedgerTest, GrantsInOrderUpToTheCap) {
   EXPECT_EQ(counts().requested, 2);
 }
 
+TEST_F(RunnerLedgerTest, AJobIsServedOnceItsRunnerIsConfiguredNotWhenReserved) {
+  start(pool_with(5, 0));
+  auto first = reserve({job(1)});
+  EXPECT_EQ(first.granted.size(), 1u);
+  // Reserved, its runner still being set up: another delivery must wait.
+  auto during = reserve({job(1), job(2)});
+  EXPECT_EQ(during.in_flight, std::vector<job_key>{job(1)});
+  EXPECT_TRUE(during.already_served.empty());
+  EXPECT_EQ(during.granted, std::vector<job_key>{job(2)});
+  // Its runner is configured (the report lists it): now it is served.
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{first.id, {up(0, job(1), "i-a")}, 0}));
+  auto after = reserve({job(1)});
+  EXPECT_EQ(after.already_served, std::vector<job_key>{job(1)});
+  EXPECT_TRUE(after.in_flight.empty());
+}
+
 TEST_F(RunnerLedgerTest, RemembersServedJobs) {
   start(pool_with(5, 0));
-  EXPECT_EQ(reserve({job(1)}).granted.size(), 1u);
+  auto first = reserve({job(1)});
+  EXPECT_EQ(first.granted.size(), 1u);
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{first.id, {up(0, job(1), "i-a")}, 0}));
   auto again = reserve({job(1), job(2)});
   EXPECT_EQ(again.already_served, std::vector<job_key>{job(1)});
   EXPECT_EQ(again.granted, std::vector<job_key>{job(2)});
@@ -291,6 +311,56 @@ TEST_F(RunnerLedgerTest, ReportReleasesUnfilledSlotsAndForgetsTheirJobs) {
                              [&](auto& kv) { return kv.first == key; });
   ASSERT_NE(launch, hist.end());
   EXPECT_EQ(launch->second.count, 1);
+}
+
+TEST_F(RunnerLedgerTest, ARunnerRecordedBeforeItsLaunchReportsIsKnownAtOnce) {
+  start(pool_with(5, 0));
+  auto res = reserve({job(1), job(2)});
+  ASSERT_EQ(res.granted.size(), 2u);
+  // The launcher tells of i-a as soon as it is configured; i-b still waits
+  // for GitHub's budget, so the launch has not reported.
+  self->send(ledger, atom::observe_v, res.id, up(0, job(1), "i-a"));
+  sched.run();
+  auto c = counts();
+  EXPECT_EQ(c.pending, 1);
+  EXPECT_EQ(c.requested, 1);
+  EXPECT_EQ(reserve({job(1)}).already_served, std::vector<job_key>{job(1)});
+  // i-a boots and takes job 3: its own job 1 gets a replacement.
+  observe(lifecycle(job_action::in_progress, job(3), "linux-i-a"));
+  EXPECT_EQ(counts().running, 1);
+  EXPECT_EQ(stats->count("ghscale_runner_taken_total", {{"pool", "linux"}}), 1);
+  // The report repeats i-a and adds i-b: i-a is not recorded twice.
+  auto after = ask<ledger_counts>(
+    atom::report_v,
+    launch_report{res.id, {up(0, job(1), "i-a"), up(1, job(2), "i-b")}, 0});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->running, 1);
+  EXPECT_EQ(after->pending, 1);
+  EXPECT_EQ(after->requested, 0);
+  EXPECT_FALSE(check_runner_indexes(ledger_state()));
+}
+
+TEST_F(RunnerLedgerTest, AJobThatTakesARunnerWhileItsOwnIsLaunchingHandsItOver) {
+  start(pool_with(5, 0));
+  auto first = reserve({job(1)});
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{first.id, {up(0, job(1), "i-a")}, 0}));
+  // Job 2's runner is still being launched when job 2 takes job 1's runner.
+  auto second = reserve({job(2)});
+  observe(lifecycle(job_action::in_progress, job(2), "linux-i-a"));
+  // No replacement for job 1: job 2's runner, once up, is job 1's.
+  EXPECT_EQ(stats->count("ghscale_runner_taken_total", {{"pool", "linux"}}), 0);
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v,
+                                 launch_report{second.id, {up(0, job(2), "i-b")}, 0}));
+  auto next = reserve({job(9)});
+  EXPECT_TRUE(next.replacements.empty());
+  // Had job 2's launch failed, job 1 would need a replacement after all.
+  auto third = reserve({job(3)});
+  observe(lifecycle(job_action::in_progress, job(3), "linux-i-b"));
+  ASSERT_TRUE(ask<ledger_counts>(atom::report_v, launch_report{third.id, {}, 1}));
+  auto later = reserve({job(10)});
+  ASSERT_EQ(later.replacements.size(), 1u);
+  EXPECT_EQ(later.replacements[0].job, job(1));
 }
 
 TEST_F(RunnerLedgerTest, RejectsReportsOfUnknownReservations) {
@@ -627,15 +697,26 @@ struct ledger_model {
     int32_t slots = 0;
     int32_t topups = 0;
     caf::actor_clock::time_point at;
+    std::vector<job_key> jobs; // the jobs its slots were reserved for
   };
   std::map<std::string, runner_state> instances;
   std::set<std::string> topups;
   std::map<uint64_t, open_reservation> open;
 
-  /// Drops reservations the ledger releases as overdue at `now`.
-  void expire(caf::actor_clock::time_point now, caf::timespan deadline) {
-    for (auto i = open.begin(); i != open.end();)
-      i = now - i->second.at >= deadline ? open.erase(i) : std::next(i);
+  /// Drops reservations the ledger releases as overdue at `now`; answers
+  /// the jobs whose slots went with them.
+  std::vector<job_key> expire(caf::actor_clock::time_point now,
+                              caf::timespan deadline) {
+    std::vector<job_key> out;
+    for (auto i = open.begin(); i != open.end();) {
+      if (now - i->second.at < deadline) {
+        ++i;
+        continue;
+      }
+      out.insert(out.end(), i->second.jobs.begin(), i->second.jobs.end());
+      i = open.erase(i);
+    }
+    return out;
   }
 
   int32_t in(runner_state s) const {
@@ -688,6 +769,13 @@ ledger_counts recount(const runner_ledger_state& st) {
   return ledger_counts{n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]};
 }
 
+/// Whether a slot is requested for `job`, found by looking at every record.
+bool has_requested_slot(const runner_ledger_state& st, const job_key& job) {
+  return std::any_of(st.runners.begin(), st.runners.end(), [&](auto& kv) {
+    return kv.second.state == runner_state::requested && kv.second.job == job;
+  });
+}
+
 /// The first unstarted runner bound to `job` other than `except`, found by
 /// looking at every record: the runner a taker of `job` hands back.
 const runner_record* own_unstarted(const runner_ledger_state& st,
@@ -716,6 +804,9 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
   ledger_model model;
   std::set<job_key> needs_runner; // jobs the ledger must offer as replacements
   std::set<job_key> observed;     // keys the ledger saw in progress or completed
+  /// Jobs that took another's runner while their own was launching: that
+  /// launch serves the other job (taker -> the other job).
+  std::map<job_key, job_key> handovers;
   int64_t next_job = 1;
   int64_t next_taker = 1000000;
   int next_instance = 0;
@@ -723,6 +814,8 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
   int64_t takes = 0;
   int swaps = 0;
   int adoptions = 0;
+  int handed_over = 0;
+  int redirected = 0;
   auto check_counts = [&](const ledger_counts& got) {
     EXPECT_TRUE(same_counts(got, model.counts()))
       << "at " << sched.clock().now().time_since_epoch().count();
@@ -734,22 +827,35 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
       auto instance = "i-" + std::to_string(next_instance++);
       rep.launched.push_back(up(0, key, instance));
       model.instances[instance] = runner_state::pending;
-      if (key.job_id == 0)
+      if (key.job_id == 0) {
         model.topups.insert(instance);
-      // A runner launched for a job some runner already took serves the
-      // oldest job waiting for a replacement.
-      else if (observed.count(key) > 0 && !needs_runner.empty()) {
+      } else if (handovers.erase(key) > 0) {
+        // Its job took another's runner meanwhile: this one is the other's.
+        ++handed_over;
+      } else if (observed.count(key) > 0 && !needs_runner.empty()) {
+        // A runner launched for a job some runner already took serves the
+        // oldest job waiting for a replacement.
         needs_runner.erase(needs_runner.begin());
         ++adoptions;
       }
     };
+    std::vector<job_key> unfilled;
     for (size_t i = 0; i < res.granted.size(); ++i)
       if (i % 5 != 4) // every fifth granted slot stays unfilled
         launch(res.granted[i]);
+      else
+        unfilled.push_back(res.granted[i]);
     for (auto& spec : res.replacements)
       launch(spec.job);
     for (int32_t i = 0; i < (res.idle_topup + 1) / 2; ++i)
       launch(job_key{0, 0});
+    // After the runners that came up: a job that handed its runner over and
+    // whose own launch did not come is owed a replacement.
+    for (auto& key : unfilled)
+      if (auto h = handovers.find(key); h != handovers.end()) {
+        needs_runner.insert(h->second);
+        handovers.erase(h);
+      }
     auto got = ask<ledger_counts>(atom::report_v, rep);
     ASSERT_TRUE(got);
     check_counts(*got);
@@ -759,12 +865,25 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
     auto before = st.runners.at(instance);
     needs_runner.erase(taker);
     observed.insert(taker);
-    if (!before.is_topup() && before.job != taker) {
+    auto meant = std::find_if(handovers.begin(), handovers.end(),
+                              [&](auto& h) { return h.second == taker; });
+    // A runner whose own job already started elsewhere costs that job
+    // nothing when another job takes it.
+    if (!before.is_topup() && before.job != taker && observed.count(before.job) == 0) {
       if (auto* own = own_unstarted(st, taker, instance)) {
         auto own_id = own->id;
         observe(lifecycle(job_action::in_progress, taker, before.runner_name));
         EXPECT_EQ(ledger_state().runners.at(own_id).job, before.job);
         ++swaps;
+      } else if (meant != handovers.end()) {
+        // The runner being launched for the taker serves the job it took
+        // the runner of.
+        meant->second = before.job;
+        ++redirected;
+        observe(lifecycle(job_action::in_progress, taker, before.runner_name));
+      } else if (has_requested_slot(st, taker) && handovers.count(taker) == 0) {
+        handovers.emplace(taker, before.job);
+        observe(lifecycle(job_action::in_progress, taker, before.runner_name));
       } else {
         needs_runner.insert(before.job);
         ++takes;
@@ -773,13 +892,21 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
     } else {
       observe(lifecycle(job_action::in_progress, taker, before.runner_name));
     }
+    // Any other runner being launched for the taker it needs no more.
+    for (auto i = handovers.begin(); i != handovers.end();)
+      i = i->second == taker ? handovers.erase(i) : std::next(i);
     auto& after = ledger_state().runners.at(instance);
     EXPECT_EQ(after.job, before.is_topup() ? before.job : taker);
     EXPECT_EQ(after.state, runner_state::running);
     model.instances[instance] = runner_state::running;
   };
   for (int round = 0; round < rounds; ++round) {
-    model.expire(sched.clock().now(), deadline);
+    // Overdue slots go: jobs handed their runner over are owed one.
+    for (auto& key : model.expire(sched.clock().now(), deadline))
+      if (auto h = handovers.find(key); h != handovers.end()) {
+        needs_runner.insert(h->second);
+        handovers.erase(h);
+      }
     std::vector<job_key> jobs;
     for (int i = 0; i < 8; ++i)
       jobs.push_back(job(next_job++));
@@ -796,10 +923,13 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
     EXPECT_EQ(offered.size(), res.replacements.size());
     replacements += res.replacements.size();
     needs_runner.clear();
+    std::vector<job_key> reserved = res.granted;
+    for (auto& spec : res.replacements)
+      reserved.push_back(spec.job);
     model.open[res.id] = ledger_model::open_reservation{
       static_cast<int32_t>(res.granted.size() + res.replacements.size())
         + res.idle_topup,
-      res.idle_topup, sched.clock().now()};
+      res.idle_topup, sched.clock().now(), reserved};
     // Most reports come at once; some after this round's events, some never.
     bool late = round % 10 == 5;
     if (round % 10 != 3 && !late)
@@ -811,7 +941,7 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
       auto instance = pending[pick(pending.size())];
       auto& st = ledger_state();
       auto& bound = st.runners.at(instance).job;
-      switch (pick(4)) {
+      switch (pick(5)) {
         case 0: // the job it was launched for (or a new one for a top-up)
           take(instance, bound.job_id != 0 ? bound : job_key{next_taker++, 1});
           break;
@@ -823,6 +953,10 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
         }
         case 2: // a job no runner was launched for
           take(instance, job_key{next_taker++, 1});
+          break;
+        case 3: // a job a runner being launched was handed over to
+          take(instance, handovers.empty() ? job_key{next_taker++, 1}
+                                           : handovers.begin()->second);
           break;
         default: // a job whose slot is still requested
           take(instance, late ? res.granted[pick(res.granted.size())]
@@ -858,6 +992,8 @@ TEST_F(RunnerLedgerTest, CountsStayExactThroughThousandsOfMessages) {
   EXPECT_GT(swaps, 20);
   EXPECT_GT(takes, 50);
   EXPECT_GT(adoptions, 0);
+  EXPECT_GT(handed_over, 0);
+  EXPECT_GT(redirected, 0);
   EXPECT_GT(replacements, 50u);
   EXPECT_EQ(stats->count("ghscale_runner_taken_total", {{"pool", "linux"}}), takes);
   EXPECT_EQ(stats->count("ghscale_ledger_unknown_runner_total", {{"pool", "linux"}}),

@@ -4,10 +4,12 @@
 #include "actors/scaler.hpp"
 #include "tests/actor_test.hpp"
 #include "tests/installation_client_mock.hpp"
+#include "transport/workflow_job.hpp"
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <utility>
 
 using namespace ghscale;
 using namespace std::chrono_literals;
@@ -39,6 +41,10 @@ ec2_actor spawn_ec2(caf::actor_system& sys, bool answers) {
 /// What the fleet launcher mock saw, and how it answers.
 struct launcher_script {
   std::vector<launch_request> calls;
+  /// Keep launches open until the test answers them (`answer_held`).
+  bool hold = false;
+  std::vector<std::pair<caf::typed_response_promise<launch_result>, launch_request>>
+    held;
   std::function<caf::expected<launch_result>(const launch_request&)> answer
     = [](const launch_request& req) {
         launch_result out;
@@ -56,18 +62,32 @@ struct launcher_script {
 
 fleet_launcher_actor spawn_launcher(caf::actor_system& sys,
                                     std::shared_ptr<launcher_script> script) {
-  return sys.spawn([](std::shared_ptr<launcher_script> script)
+  return sys.spawn([](fleet_launcher_actor::pointer self,
+                      std::shared_ptr<launcher_script> script)
                      -> fleet_launcher_actor::behavior_type {
     return {
       [=](atom::launch, const launch_request& req) -> caf::result<launch_result> {
         script->calls.push_back(req);
+        if (script->hold) {
+          script->held.emplace_back(self->make_response_promise<launch_result>(), req);
+          return script->held.back().first;
+        }
         auto answer = script->answer(req);
         if (!answer)
           return answer.error();
         return *answer;
       },
       [](atom::terminate, const instance_ids&) { return batch_result{}; },
-      [](atom::flush, uint64_t) {},
+      // Answers every launch held open so far, as `answer` would.
+      [=](atom::flush, uint64_t) {
+        for (auto& [promise, req] : std::exchange(script->held, {})) {
+          auto result = script->answer(req);
+          if (result)
+            promise.deliver(*result);
+          else
+            promise.deliver(result.error());
+        }
+      },
     };
   }, std::move(script));
 }
@@ -97,11 +117,36 @@ github_app_actor spawn_github(caf::actor_system& sys,
           return caf::make_error(errc::not_found, "no installation for " + target.full_name());
         return i->second;
       },
+      [](atom::drain, caf::timespan) { return true; },
       [](atom::mint, int64_t) -> caf::result<github_response> {
         return caf::make_error(errc::rejected, "not scripted");
       },
     };
   }, std::move(script), std::move(client));
+}
+
+/// The pool's queue: what a drain puts back on it.
+queue_actor spawn_queue(caf::actor_system& sys,
+                        std::shared_ptr<std::vector<outgoing_message>> enqueued) {
+  return sys.spawn([](std::shared_ptr<std::vector<outgoing_message>> enqueued)
+                     -> queue_actor::behavior_type {
+    return {
+      [](atom::receive, const receive_request&) { return received_batch{}; },
+      [](atom::remove, const std::vector<std::string>&) { return batch_result{}; },
+      [](atom::visibility, const std::vector<visibility_change>&) {
+        return batch_result{};
+      },
+      [=](atom::enqueue, const std::vector<outgoing_message>& msgs) {
+        batch_result out;
+        for (auto& m : msgs) {
+          out.succeeded.push_back(std::to_string(enqueued->size()));
+          enqueued->push_back(m);
+        }
+        return out;
+      },
+      [](atom::depth) { return queue_depth{}; },
+    };
+  }, std::move(enqueued));
 }
 
 /// Job retry: the re-checks it was asked for.
@@ -144,11 +189,12 @@ protected:
       sys.spawn(runner_ledger, pool, timeouts_config{}, ec2, stats));
     auto client = stop_at_teardown(test::spawn_installation_client(sys, github));
     auto app = stop_at_teardown(spawn_github(sys, github, client));
-    auto fleet = stop_at_teardown(spawn_launcher(sys, launcher));
+    fleet = stop_at_teardown(spawn_launcher(sys, launcher));
     auto retries = stop_at_teardown(spawn_job_retry(sys, rechecks));
+    queue_handle = stop_at_teardown(spawn_queue(sys, enqueued));
     scaler_handle = stop_at_teardown(sys.spawn(scaler, pool, window, retry,
                                                timeouts_config{}, ledger, fleet,
-                                               app, retries, stats, 1));
+                                               app, retries, queue_handle, stats, 1));
     sched.run();
   }
 
@@ -166,6 +212,11 @@ protected:
 
   ledger_counts counts() { return ask<ledger_counts>(ledger, atom::counts_v); }
 
+  void lose_job_ones_runner();
+
+  /// The launcher mock answers the launches it holds open.
+  void answer_held() { self->send(fleet, atom::flush_v, uint64_t{0}); }
+
   metrics_ptr stats = std::make_shared<metrics>();
   pool_config pool;
   scaler_config window;
@@ -175,6 +226,10 @@ protected:
   std::shared_ptr<std::vector<recheck>> rechecks
     = std::make_shared<std::vector<recheck>>();
   runner_ledger_actor ledger;
+  fleet_launcher_actor fleet;
+  queue_actor queue_handle;
+  std::shared_ptr<std::vector<outgoing_message>> enqueued
+    = std::make_shared<std::vector<outgoing_message>>();
   scaler_actor scaler_handle;
 };
 
@@ -205,8 +260,8 @@ TEST_F(ScalerTest, BatchesAWindowIntoOneLaunch) {
             (repository_ref{"octo", "", owner_type::organization}));
   ASSERT_EQ(first.outcomes.size(), 1u);
   ASSERT_EQ(second.outcomes.size(), 1u);
-  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner launched");
-  expect_outcome(second.outcomes[0], "r2", outcome_kind::done, "runner launched");
+  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner configured");
+  expect_outcome(second.outcomes[0], "r2", outcome_kind::done, "runner configured");
   EXPECT_EQ(counts().pending, 2);
   EXPECT_EQ(stats->count("ghscale_scaler_decisions_total", {{"pool", "linux"}}), 1);
   EXPECT_EQ(stats->count("ghscale_jobs_total",
@@ -239,12 +294,12 @@ TEST_F(ScalerTest, DuplicatesGetTheirPrimarysOutcome) {
   ASSERT_EQ(launcher->calls.size(), 1u);
   EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
   ASSERT_EQ(first.outcomes.size(), 2u);
-  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(first.outcomes[0], "r1", outcome_kind::done, "runner configured");
   expect_outcome(first.outcomes[1], "r1-copy", outcome_kind::done,
-                 "runner launched");
+                 "runner configured");
   ASSERT_EQ(second.outcomes.size(), 1u);
   expect_outcome(second.outcomes[0], "r1-again", outcome_kind::done,
-                 "runner launched");
+                 "runner configured");
   EXPECT_EQ(stats->count("ghscale_duplicates_suppressed_total", {{"pool", "linux"}}),
             2);
 }
@@ -288,7 +343,7 @@ TEST_F(ScalerTest, RetriesJobsWhoseCheckFailed) {
   EXPECT_EQ(out.outcomes[0].kind, outcome_kind::retry);
   EXPECT_NE(out.outcomes[0].reason.find("not_found"), std::string::npos)
     << out.outcomes[0].reason;
-  expect_outcome(out.outcomes[1], "r2", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::done, "runner configured");
   ASSERT_EQ(launcher->calls.size(), 1u);
   EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
 }
@@ -311,8 +366,8 @@ TEST_F(ScalerTest, LooksUpTheInstallationOfEventsThatCarryNone) {
   a.event.installation_id = b.event.installation_id = 0;
   scale({a, b});
   auto out = decide();
-  expect_outcome(out.outcomes.at(0), "r1", outcome_kind::done, "runner launched");
-  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes.at(0), "r1", outcome_kind::done, "runner configured");
+  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner configured");
   // One lookup for the org both jobs' runners register at.
   EXPECT_EQ(github->lookups, std::vector<std::string>{"octo"});
   ASSERT_EQ(launcher->calls.size(), 1u);
@@ -329,7 +384,7 @@ TEST_F(ScalerTest, RetriesJobsWhoseInstallationIsUnknown) {
   EXPECT_EQ(out.outcomes.at(0).kind, outcome_kind::retry);
   EXPECT_NE(out.outcomes.at(0).reason.find("no installation for octo"), std::string::npos)
     << out.outcomes.at(0).reason;
-  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes.at(1), "r2", outcome_kind::done, "runner configured");
   ASSERT_EQ(launcher->calls.size(), 1u);
   EXPECT_EQ(launcher->calls[0].runners.size(), 1u);
 }
@@ -340,7 +395,7 @@ TEST_F(ScalerTest, SkipsTheJobCheckWhenTheConfigSaysSo) {
   start();
   scale({pj("r1", 1)});
   expect_outcome(decide().outcomes.at(0), "r1", outcome_kind::done,
-                 "runner launched");
+                 "runner configured");
   EXPECT_TRUE(github->queries.empty());
 }
 
@@ -362,10 +417,10 @@ TEST_F(ScalerTest, PartialFillRetriesExactlyTheFailedJobs) {
   scale({pj("r1", 1), pj("r2", 2), pj("r3", 3)});
   auto out = decide();
   ASSERT_EQ(out.outcomes.size(), 3u);
-  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner configured");
   expect_outcome(out.outcomes[1], "r2", outcome_kind::retry,
                  "InsufficientInstanceCapacity");
-  expect_outcome(out.outcomes[2], "r3", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[2], "r3", outcome_kind::done, "runner configured");
   auto c = counts();
   EXPECT_EQ(c.pending, 2);
   EXPECT_EQ(c.requested, 0);
@@ -400,7 +455,7 @@ TEST_F(ScalerTest, EphemeralPoolOverCapRetries) {
   scale({pj("r1", 1), pj("r2", 2)});
   auto out = decide();
   ASSERT_EQ(out.outcomes.size(), 2u);
-  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner configured");
   expect_outcome(out.outcomes[1], "r2", outcome_kind::retry, "pool at capacity");
   EXPECT_EQ(out.outcomes[1].delay, caf::timespan{5s});
 }
@@ -422,7 +477,7 @@ TEST_F(ScalerTest, AcksJobsThatAlreadyHaveARunner) {
   decide();
   scale({pj("r1-redelivered", 1, 2)});
   expect_outcome(decide().outcomes.at(0), "r1-redelivered", outcome_kind::done,
-                 "runner already launched");
+                 "runner already configured");
   EXPECT_EQ(launcher->calls.size(), 1u);
 }
 
@@ -465,7 +520,7 @@ TEST_F(ScalerTest, TopsUpIdleRunnersWithTheFirstJobsTarget) {
   start();
   scale({pj("r1", 1)});
   expect_outcome(decide().outcomes.at(0), "r1", outcome_kind::done,
-                 "runner launched");
+                 "runner configured");
   ASSERT_EQ(launcher->calls.size(), 1u);
   auto& runners = launcher->calls[0].runners;
   ASSERT_EQ(runners.size(), 2u);
@@ -516,7 +571,7 @@ TEST_F(ScalerTest, ReusablePoolsHaveAckedJobsRechecked) {
   scale({pj("r1", 1), pj("r2", 2)});
   auto out = decide();
   ASSERT_EQ(out.outcomes.size(), 2u);
-  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner launched");
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner configured");
   expect_outcome(out.outcomes[1], "r2", outcome_kind::done,
                  "reusable pool at capacity; a busy runner will take it");
   ASSERT_EQ(rechecks->size(), 2u);
@@ -533,4 +588,190 @@ TEST_F(ScalerTest, EphemeralPoolsKeepOverCapJobsOnTheQueueInsteadOfRechecks) {
   ASSERT_EQ(out.outcomes.size(), 2u);
   EXPECT_EQ(out.outcomes[1].kind, outcome_kind::retry);
   EXPECT_TRUE(rechecks->empty());
+}
+
+// -- a job is served once its runner is configured ------------------------------------
+
+
+TEST_F(ScalerTest, ACopyOfAJobInFlightIsNeitherAckedNorLaunched) {
+  launcher->hold = true;
+  start();
+  scale({pj("r1", 1)});
+  sched.advance_time(window.window);
+  sched.run();
+  ASSERT_EQ(launcher->calls.size(), 1u); // launching, not configured yet
+  // Another delivery of job 1 (a duplicate, or the message received again
+  // after its visibility lapsed) arrives in a later window.
+  scale({pj("r1-again", 1, 2)});
+  sched.advance_time(window.window);
+  sched.run();
+  EXPECT_FALSE(next_reply<batch_outcome>()); // it waits ...
+  EXPECT_EQ(launcher->calls.size(), 1u);     // ... and launches nothing
+  answer_held();
+  sched.run();
+  // Both get the one outcome: the runner is configured.
+  auto first = expect_reply<batch_outcome>();
+  auto second = expect_reply<batch_outcome>();
+  expect_outcome(first.outcomes.at(0), "r1", outcome_kind::done, "runner configured");
+  expect_outcome(second.outcomes.at(0), "r1-again", outcome_kind::done,
+                 "runner configured");
+  EXPECT_EQ(launcher->calls.size(), 1u);
+}
+
+TEST_F(ScalerTest, ACopyOfAJobWhoseLaunchFailsIsGivenBackToo) {
+  launcher->hold = true;
+  launcher->answer = [](const launch_request& req) -> caf::expected<launch_result> {
+    launch_result out;
+    out.failed.push_back(launch_failure{0, req.runners[0].job, "registration_timeout",
+                                        "i-1: timeout"});
+    return out;
+  };
+  start();
+  scale({pj("r1", 1)});
+  sched.advance_time(window.window);
+  sched.run();
+  scale({pj("r1-again", 1, 2)});
+  answer_held();
+  sched.advance_time(window.window);
+  sched.run();
+  auto first = expect_reply<batch_outcome>();
+  auto second = expect_reply<batch_outcome>();
+  expect_outcome(first.outcomes.at(0), "r1", outcome_kind::retry, "registration_timeout");
+  expect_outcome(second.outcomes.at(0), "r1-again", outcome_kind::retry,
+                 "registration_timeout");
+  // Nothing was configured: the ledger forgot the job, a later delivery
+  // may launch for it.
+  launcher->hold = false;
+  launcher->answer = launcher_script{}.answer;
+  scale({pj("r1-third", 1, 3)});
+  expect_outcome(decide().outcomes.at(0), "r1-third", outcome_kind::done,
+                 "runner configured");
+}
+
+TEST_F(ScalerTest, AJobTheLedgerHasInFlightElsewhereIsRetriedNotAcked) {
+  start();
+  // Another scaler incarnation reserved job 1 and has not reported yet.
+  auto res = ask<reservation>(ledger, atom::reserve_v,
+                              reservation_request{{runner_spec{job_key{1, 1}, {}, 7, 0, {}}},
+                                                  false});
+  ASSERT_EQ(res.granted.size(), 1u);
+  scale({pj("r1", 1)});
+  auto out = decide();
+  expect_outcome(out.outcomes.at(0), "r1", outcome_kind::retry,
+                 "a runner for the job is still being set up");
+  EXPECT_TRUE(launcher->calls.empty());
+}
+
+TEST_F(ScalerTest, LaunchesOnlyWhatTheBudgetCanRegisterInTime) {
+  github->admit_limit = 2;
+  start();
+  github->next_at = sched.clock().now().time_since_epoch() + 61s;
+  scale({pj("r1", 1), pj("r2", 2), pj("r3", 3), pj("r4", 4)});
+  sched.advance_time(window.window);
+  sched.run();
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  ASSERT_EQ(launcher->calls[0].runners.size(), 2u);
+  EXPECT_EQ(launcher->calls[0].runners[0].admission, 1u); // under its ticket
+  ASSERT_EQ(github->admissions.size(), 1u);
+  EXPECT_EQ(github->admissions[0].count, 4);
+  // The window of a 2 min launch less two 30 s AWS calls.
+  EXPECT_EQ(github->admissions[0].within, caf::timespan{60s});
+  EXPECT_EQ(github->released, std::vector<uint64_t>{1});
+  // The others wait, hidden: no answer yet, no slot held in the ledger.
+  EXPECT_FALSE(next_reply<batch_outcome>());
+  EXPECT_EQ(counts().requested, 0);
+  EXPECT_EQ(counts().pending, 2);
+  // When the budget says so, they are decided again and launched.
+  advance(61s);
+  ASSERT_EQ(launcher->calls.size(), 2u);
+  EXPECT_EQ(launcher->calls[1].runners.size(), 2u);
+  auto out = expect_reply<batch_outcome>();
+  ASSERT_EQ(out.outcomes.size(), 4u);
+  for (auto& o : out.outcomes)
+    EXPECT_EQ(o.kind, outcome_kind::done) << o.receipt << ": " << o.reason;
+  EXPECT_EQ(stats->count("ghscale_jobs_total",
+                         {{"pool", "linux"}, {"outcome", "budget_wait"}}),
+            2);
+}
+
+TEST_F(ScalerTest, AJobThatWouldWaitTooLongForTheBudgetGoesBackUntilThen) {
+  github->admit_limit = 0;
+  start();
+  // Admissions only in ten minutes: longer than the poller waits for an
+  // answer (timeouts.scale, 5 min by default).
+  github->next_at = sched.clock().now().time_since_epoch() + 10min;
+  scale({pj("r1", 1)});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 1u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::retry,
+                 "waiting for GitHub's write budget");
+  EXPECT_GE(out.outcomes[0].delay, caf::timespan{10min - 1s});
+  EXPECT_TRUE(launcher->calls.empty());
+}
+
+TEST_F(ScalerTest, DrainGivesBackWhatWaitsAndRefusesNewJobs) {
+  github->admit_limit = 1;
+  start();
+  github->next_at = sched.clock().now().time_since_epoch() + 61s;
+  scale({pj("r1", 1), pj("r2", 2)});
+  sched.advance_time(window.window);
+  sched.run();
+  ASSERT_EQ(launcher->calls.size(), 1u); // r1 launched, r2 waits
+  caf::scoped_actor drainer{sys};
+  EXPECT_TRUE(scenario::ask_now<bool>(sched, drainer, scaler_handle, atom::drain_v,
+                                      caf::timespan{21s}));
+  auto out = expect_reply<batch_outcome>();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done, "runner configured");
+  expect_outcome(out.outcomes[1], "r2", outcome_kind::retry, "the scaler is draining");
+  // Visible again once the draining loops' long polls have returned.
+  EXPECT_EQ(out.outcomes[1].delay, caf::timespan{21s});
+  scale({pj("r3", 3)});
+  expect_outcome(expect_reply<batch_outcome>().outcomes.at(0), "r3",
+                 outcome_kind::retry, "the scaler is draining");
+  EXPECT_EQ(launcher->calls.size(), 1u);
+}
+
+// -- jobs that lost their runner to another job -------------------------------------
+
+/// Job 1 gets a runner and its message is acked; then job 9, which no
+/// runner was launched for, takes that runner: nothing else will come for
+/// job 1.
+void ScalerTest::lose_job_ones_runner() {
+  scale({pj("r1", 1)});
+  decide();
+  ASSERT_EQ(launcher->calls.size(), 1u);
+  auto taker = pj("", 9).event;
+  taker.action = job_action::in_progress;
+  taker.runner_name = "linux-i-" + launcher->calls[0].client_token + "-0";
+  self->send(ledger, atom::observe_v, taker);
+  sched.run();
+  EXPECT_EQ(counts().waiting, 1);
+}
+
+TEST_F(ScalerTest, LaunchesAReplacementWithoutAnyNewDelivery) {
+  start();
+  lose_job_ones_runner();
+  advance(10s);
+  ASSERT_EQ(launcher->calls.size(), 2u);
+  ASSERT_EQ(launcher->calls[1].runners.size(), 1u);
+  EXPECT_EQ(launcher->calls[1].runners[0].job, (job_key{1, 1}));
+  EXPECT_EQ(counts().waiting, 0);
+}
+
+TEST_F(ScalerTest, DrainPutsJobsWaitingForAReplacementBackOnTheQueue) {
+  pool.max_runners = 1; // the replacement cannot be launched
+  start();
+  lose_job_ones_runner();
+  caf::scoped_actor drainer{sys};
+  EXPECT_TRUE(scenario::ask_now<bool>(sched, drainer, scaler_handle, atom::drain_v,
+                                      caf::timespan{21s}));
+  ASSERT_EQ(enqueued->size(), 1u);
+  auto ev = parse_job_event((*enqueued)[0].body);
+  ASSERT_TRUE(ev) << describe(ev.error());
+  EXPECT_EQ(ev->action, job_action::queued);
+  EXPECT_EQ(ev->key, (job_key{1, 1}));
+  EXPECT_EQ(ev->repository, (repository_ref{"octo", "hello", owner_type::organization}));
+  EXPECT_EQ(ev->installation_id, 7);
+  EXPECT_EQ((*enqueued)[0].delay, caf::timespan{21s});
 }

@@ -30,6 +30,8 @@ poller_actor::behavior_type idle_loop(poller_actor::pointer self,
   return {
     [](atom::poll) {},
     [](atom::heartbeat) {},
+    [](atom::visibility) {},
+    [](atom::flush) {},
     [=](atom::drain) {
       self->quit();
       return true;

@@ -351,6 +351,7 @@ fields_of<Fields, queue_config> visit_fields(Visitor& f, Fields& x) {
   f("wait_time", x.wait_time);
   f("batch_size", x.batch_size);
   f("max_receive_count", x.max_receive_count);
+  f("max_in_flight", x.max_in_flight);
   f("min_loops", x.min_loops);
   f("max_loops", x.max_loops);
   f("scale_up_depth", x.scale_up_depth);
@@ -720,6 +721,7 @@ void check_queue(const config& cfg, size_t index, diagnostics& diag) {
                "must be within 0s..20s (got " + format_duration(q.wait_time) + ")");
   require_within(diag, key("batch_size"), q.batch_size, 1, 10);
   require_at_least(diag, key("max_receive_count"), q.max_receive_count, 1);
+  require_within(diag, key("max_in_flight"), q.max_in_flight, 1, 1000);
   require_at_least(diag, key("min_loops"), q.min_loops, 1);
   require_ordered<int64_t>(diag, at, "min_loops", q.min_loops, "max_loops",
                            q.max_loops);

@@ -2,6 +2,7 @@
 
 #include "actors/metrics.hpp"
 #include "actors/node.hpp"
+#include "actors/routing.hpp"
 #include "bench/scenario/virtual_time.hpp"
 #include "messages/actors.hpp"
 #include "transport/workflow_job.hpp"
@@ -299,6 +300,8 @@ void inject(const trace_entry& entry, const embedded_world& world,
     case trace_entry::kind::kill_loop:
       caf::anon_send(node.loops, atom::inject_v, entry.queue);
       break;
+    case trace_entry::kind::restart:
+      break; // the simulation itself restarts the node
   }
 }
 
@@ -312,6 +315,41 @@ bool simulation_report::ok() const {
   return jobs_lost == 0 && duplicate_launches == 0 && ghosts_left == 0
          && orphans_left == 0;
 }
+
+namespace {
+
+/// A SIGTERM and a restart: the node drains in virtual time (as long as its
+/// drain takes, at most its budget), then a new node starts on the same
+/// world, with nothing of the old one's memory.
+caf::expected<node_handles> restart_node(world_driver& world, caf::actor_system& sys,
+                                         const config& cfg, const embedded_world& w,
+                                         const node_handles& old, metrics_ptr stats) {
+  caf::anon_send(old.node, atom::drain_v);
+  auto give_up = world.elapsed() + cfg.timeouts.drain + std::chrono::seconds(10);
+  while (world.elapsed() < give_up
+         && world.ask<node_status>(old.node, atom::status_v))
+    world.run_until(world.elapsed() + std::chrono::milliseconds(100));
+  caf::anon_send_exit(old.node, caf::exit_reason::user_shutdown);
+  world.run_until(world.elapsed() + std::chrono::seconds(1));
+  return spawn_node(sys, cfg, w.wiring, std::move(stats), cfg.simulation.seed + 1);
+}
+
+/// Jobs some pool takes: the others are unrouted, not lost.
+std::set<std::string> routed_jobs(const config& cfg,
+                                  const std::vector<trace_entry>& trace) {
+  std::set<std::string> out;
+  if (cfg.pools.empty())
+    return out;
+  // The simulated GitHub delivers every webhook to the first pool's queue.
+  auto& queue = cfg.pools.front().queue;
+  for (auto& entry : trace)
+    if (entry.what == trace_entry::kind::job
+        && route(cfg.pools, queue, entry.job.event.labels) != nullptr)
+      out.insert(to_string(entry.job.event.key));
+  return out;
+}
+
+} // namespace
 
 caf::expected<simulation_report>
 run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
@@ -327,7 +365,7 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   auto w = spawn_embedded_backends(sys, cfg, stats);
   if (!w)
     return w.error();
-  auto node = spawn_node(sys, cfg, w->wiring, stats);
+  auto node = spawn_node(sys, cfg, w->wiring, stats, cfg.simulation.seed);
   if (!node)
     return node.error();
   world_driver world{sys};
@@ -336,6 +374,13 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   std::map<std::string, double> queued_at; // job key -> seconds
   for (auto& entry : trace) {
     loops.run_until(world, node->registry, entry.at);
+    if (entry.what == trace_entry::kind::restart) {
+      node = restart_node(world, sys, cfg, *w, *node, stats);
+      if (!node)
+        return node.error();
+      ++r.node_restarts;
+      continue;
+    }
     if (entry.what == trace_entry::kind::job) {
       queued_at.emplace(to_string(entry.job.event.key),
                         std::chrono::duration<double>(entry.at).count());
@@ -386,12 +431,13 @@ run_simulation(const config& cfg, const std::vector<trace_entry>& trace,
   r.jobs_dead_lettered = static_cast<int64_t>(dead_lettered.size());
   r.jobs_started = github["jobs_started"];
   r.jobs_completed = github["jobs_completed"];
+  // A job is lost when no runner ever took it, whatever the queues hold:
+  // a message still queued or dead-lettered serves no one.
+  auto routed = routed_jobs(cfg, trace);
   for (auto& [kind, n] : github)
-    if (kind.rfind("never_started ", 0) == 0) {
-      auto key = kind.substr(14);
-      if (dead_lettered.count(key) == 0 && still_queued.count(key) == 0)
-        ++r.jobs_lost;
-    }
+    if (kind.rfind("never_started ", 0) == 0 && routed.count(kind.substr(14)) > 0)
+      ++r.jobs_lost;
+  r.jobs_still_queued = static_cast<int64_t>(still_queued.size());
   r.runners_launched = cloud["instances_launched"];
   // Ephemeral runners are interchangeable: a job runs on whichever runner
   // takes it. More runners than jobs show as runners that came up and never
@@ -569,7 +615,9 @@ std::string render_report(const simulation_report& r, bool json) {
         << ",\"jobs_completed\":" << r.jobs_completed
         << ",\"jobs_unrouted\":" << r.jobs_unrouted
         << ",\"jobs_dead_lettered\":" << r.jobs_dead_lettered
+        << ",\"jobs_still_queued\":" << r.jobs_still_queued
         << ",\"jobs_lost\":" << r.jobs_lost
+        << ",\"node_restarts\":" << r.node_restarts
         << ",\"runners_launched\":" << r.runners_launched
         << ",\"duplicate_launches\":" << r.duplicate_launches
         << ",\"duplicates_suppressed\":" << r.duplicates_suppressed
@@ -600,7 +648,9 @@ std::string render_report(const simulation_report& r, bool json) {
       << "jobs started/completed  " << r.jobs_started << " / " << r.jobs_completed << "\n"
       << "jobs unrouted           " << r.jobs_unrouted << "\n"
       << "jobs dead-lettered      " << r.jobs_dead_lettered << "\n"
+      << "jobs still queued       " << r.jobs_still_queued << "\n"
       << "jobs lost               " << r.jobs_lost << "\n"
+      << "node restarts           " << r.node_restarts << "\n"
       << "runners launched        " << r.runners_launched << "\n"
       << "duplicate launches      " << r.duplicate_launches << "\n"
       << "duplicates suppressed   " << r.duplicates_suppressed << "\n"

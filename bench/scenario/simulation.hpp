@@ -63,8 +63,11 @@ struct simulation_report {
   int64_t jobs_started = 0;
   int64_t jobs_completed = 0;
   int64_t jobs_unrouted = 0;
-  int64_t jobs_dead_lettered = 0;
-  int64_t jobs_lost = 0; // never started, not dead-lettered, not queued
+  int64_t jobs_dead_lettered = 0; // their messages, at the end
+  int64_t jobs_still_queued = 0;  // their messages, at the end
+  /// Routed to a pool and never taken by a runner, whatever the queues say.
+  int64_t jobs_lost = 0;
+  int64_t node_restarts = 0; // the trace's `restart` entries
   int64_t runners_launched = 0;
   int64_t duplicate_launches = 0; // runners beyond the jobs (never ran one)
   int64_t runners_taken = 0;      // taken by another job, then replaced
@@ -99,7 +102,8 @@ struct simulation_report {
   double wait_p95 = 0;
   double wait_p99 = 0;
 
-  /// 0 lost, 0 duplicate launches, every peak within its cap, every killed
+  /// 0 lost (every routed job ran), 0 duplicate launches, every peak within
+  /// its cap, every killed
   /// loop replaced within the threshold, no ghost or orphan left.
   bool ok() const;
 };

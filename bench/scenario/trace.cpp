@@ -98,7 +98,12 @@ caf::error parse_line(const std::string& line, const std::string& where,
     out.queue = doc["kill_loop"].GetString();
     return caf::none;
   }
-  return fail(where, "expected \"event\", \"fault\", \"crash\" or \"kill_loop\"");
+  if (doc.HasMember("restart") && doc["restart"].IsTrue()) {
+    out.what = trace_entry::kind::restart;
+    return caf::none;
+  }
+  return fail(where, "expected \"event\", \"fault\", \"crash\", \"kill_loop\""
+                     " or \"restart\"");
 }
 
 } // namespace

@@ -11,7 +11,10 @@
 namespace ghscale::scenario {
 
 struct trace_entry {
-  enum class kind { job, fault, crash, kill_loop };
+  /// `restart`: the node drains (SIGTERM) and a new one starts on the same
+  /// world, as systemd would restart the service; only `ghscale simulate`
+  /// replays it.
+  enum class kind { job, fault, crash, kill_loop, restart };
   caf::timespan at{0}; // since the start of the simulation
   kind what = kind::job;
   sim_job job;         // kind::job: the parsed event and its delivery body

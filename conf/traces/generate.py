@@ -15,6 +15,10 @@ A trace is JSON lines, ordered by time. Each line is one of:
   {"at": S, "kill_loop": QUEUE}
       one poll loop of QUEUE, chosen at random, is killed, as a crash would;
       the token registry must replace it within its stale threshold.
+  {"at": S, "restart": true}
+      the service is stopped as SIGTERM stops it (an ordered drain) and a
+      new node starts on the same world, with none of the old one's memory
+      (`ghscale simulate` only).
   Spot interruptions are a fault: {"kind": "spot_interruption", "rate": R}
   warns R of the live spot instances (EC2's event on the queue) and
   reclaims them two minutes later.
@@ -168,6 +172,29 @@ def chaos_spot(rng):
     return lines
 
 
+def budget_storm(rng):
+    """The job-loss conditions of GitHub's write limit: 240 jobs in two
+    bursts on an installation that can register 30 runners a minute, queue
+    messages hidden for 30 s only (registrations wait far longer), every
+    fifth job delivered twice, 5xx answers to a share of the registrations,
+    and the service drained and restarted in the middle of the first burst.
+    Runs with conf/simulate-budget-storm.toml."""
+    lines, job_id = [], 5_000_000
+    for burst_at, jobs in ((0, 150), (420, 90)):
+        for i in range(jobs):
+            job_id += 1
+            lines.append(job_line(burst_at + rng.random() * 10, job_id,
+                                  95_000 + job_id // 30, POOLS["x64"],
+                                  f"svc-{rng.randrange(6)}", rng.randint(60, 240),
+                                  duplicates=1 if i % 5 == 4 else 0))
+    lines.append({"at": 30, "fault": {"kind": "github_5xx", "rate": 0.2,
+                                      "duration": 90}})
+    lines.append({"at": 450, "fault": {"kind": "github_5xx", "rate": 0.3,
+                                       "duration": 60}})
+    lines.append({"at": 95.5, "restart": True})
+    return lines
+
+
 if __name__ == "__main__":
     write("steady-day.jsonl", steady_day(random.Random(1)), "24 h")
     write("burst-500.jsonl", burst(random.Random(2)), "500 jobs in 5 s")
@@ -175,3 +202,5 @@ if __name__ == "__main__":
           "duplicates and faults")
     write("chaos-spot.jsonl", chaos_spot(random.Random(4)),
           "killed poll loops and spot interruptions")
+    write("budget-storm.jsonl", budget_storm(random.Random(5)),
+          "a tight write limit, short visibility, duplicates, 5xx, a restart")
