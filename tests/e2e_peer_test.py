@@ -13,30 +13,13 @@ without an instance.
   python3 tests/e2e_peer_test.py --ghscale build/ghscale
 """
 import argparse
-import collections
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
 import harness  # noqa: E402
-
-
-def served_jobs(world):
-    """job -> live instances holding a runner config for it."""
-    ssm = world.client("ssm")
-    live = {i["id"] for i in world.runner_instances()}
-    jobs = collections.defaultdict(list)
-    orphans = []
-    for name in world.runner_parameters():
-        instance = name.rsplit("/", 1)[1]
-        tags = {t["Key"]: t["Value"] for t in ssm.list_tags_for_resource(
-            ResourceType="Parameter", ResourceId=name)["TagList"]}
-        if instance in live:
-            jobs[tags.get("ghscale:job", "?")].append(instance)
-        else:
-            orphans.append(name)
-    return jobs, live, orphans
+from harness import served_jobs  # noqa: E402  (job -> live instances with its config)
 
 
 def check_run(world, first_job, count, label):
@@ -135,10 +118,7 @@ def main():
                 if os.path.exists(path):
                     print("---- %s (last 60 lines)" % name)
                     print("".join(open(path).readlines()[-60:]))
-    for f in failures:
-        print("FAIL " + f)
-    print("e2e: %s" % ("FAILED" if failures else "ok"))
-    return 1 if failures else 0
+    return harness.verdict("e2e", failures)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,29 @@
-"""The real world around `ghscale run`, for the end-to-end test and the burst
+"""The real world around `ghscale run`, for the end-to-end tests and the burst
 benchmark: moto (SQS, EC2, SSM, IAM) with SigV4 checking on, a counting and
 fault-injecting proxy in front of it, the project's fake GitHub, and ghscale
 itself, each on a free loopback port and stopped on exit.
+
+ghscale runs either with the harness's own small configuration
+(World.config_text) or with one built from conf/ghscale.example.toml
+(World.example_config: the example as shipped, pointed at this world), which
+to_toml() writes back as TOML.
 """
+import collections
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 
 import boto3
+from botocore.config import Config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -23,6 +33,10 @@ ORG = "octo-org"
 INSTALLATION = 4242
 APP_ID = 9001
 LABELS = ["self-hosted", "linux", "x64"]
+# The shipped example configuration (World.example_config); the environment
+# may name another, e.g. an older revision's for an older binary.
+EXAMPLE_CONFIG = os.environ.get("GHSCALE_EXAMPLE_CONFIG") or os.path.join(
+    HERE, "..", "..", "conf", "ghscale.example.toml")
 
 
 def free_port():
@@ -85,13 +99,84 @@ def queued_payload(job_id, run_id, repo, labels=LABELS, installation=INSTALLATIO
     }
 
 
+# -- TOML ------------------------------------------------------------------------
+# tomllib reads TOML but nothing in the standard library writes it. This covers
+# what ghscale's configuration holds: strings, integers, floats, booleans,
+# arrays, tables, arrays of tables at the top ([[pools]]) and arrays of inline
+# tables below it (idle_schedule = [{ ... }]). Dates are not supported.
+
+def _toml_key(key):
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_string(text):
+    # JSON's string escapes (\" \\ \n \t \uXXXX ...) are TOML basic-string
+    # escapes too; TOML also forbids a raw DEL, which JSON leaves alone.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _toml_value(value):
+    """A value written inline: scalars, arrays and inline tables."""
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value)  # "40.0", "0.2", "1e-05", "inf", "-inf": all TOML floats
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join("%s = %s" % (_toml_key(k), _toml_value(v))
+                                for k, v in value.items()) + " }"
+    raise TypeError("cannot write %r as TOML" % (value,))
+
+
+def _is_table_array(value):
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, dict) for v in value))
+
+
+def _toml_table(out, path, table):
+    """The key/value lines of `table`, then its sub-tables under their
+    headers. Arrays of tables become [[name]] sections at the top level and
+    inline arrays of inline tables below it, as the example writes them."""
+    later = []
+    for key, value in table.items():
+        if isinstance(value, dict) or (not path and _is_table_array(value)):
+            later.append((key, value))
+        else:
+            out.append("%s = %s" % (_toml_key(key), _toml_value(value)))
+    for key, value in later:
+        name = ".".join(_toml_key(k) for k in path + [key])
+        if isinstance(value, dict):
+            out += ["", "[%s]" % name]
+            _toml_table(out, path + [key], value)
+        else:
+            for element in value:
+                out += ["", "[[%s]]" % name]
+                _toml_table(out, path + [key], element)
+
+
+def to_toml(doc):
+    """`doc` (as tomllib.load returns it) as TOML text that reads back equal."""
+    out = []
+    _toml_table(out, [], doc)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
 class World:
     """Start with `with World(tmpdir, ...) as w:`; everything stops on exit."""
 
     def __init__(self, workdir, latency_ms=10, writes_per_minute=0,
                  app_writes_per_minute=10000, max_runners=1000,
                  poll_loops=int(os.environ.get("GHSCALE_POLL_LOOPS", "10")),
-                 ssm_throughput=1000, log=None):
+                 ssm_throughput=1000, log=None, max_receive_count=20):
         self.workdir = workdir
         self.latency_ms = latency_ms
         self.writes_per_minute = writes_per_minute
@@ -100,9 +185,15 @@ class World:
         self.poll_loops = poll_loops
         # Parameter Store's higher-throughput quota (moto itself has none).
         self.ssm_throughput = ssm_throughput
+        # The SQS redrive policy's maxReceiveCount of the jobs queue.
+        self.max_receive_count = max_receive_count
+        # The pools of the configuration ghscale runs with: runner_instances()
+        # looks at their instances (example_config() sets its own).
+        self.pools = ["linux"]
         self.log = log or open(os.path.join(workdir, "peers.log"), "w")
         self.procs = []
         self.ghscale = None
+        self.ghscale_log = None
 
     # -- lifecycle ------------------------------------------------------------
     def __enter__(self):
@@ -195,10 +286,12 @@ class World:
         self.github_url = "http://127.0.0.1:%d" % self.github_port
 
     def client(self, service):
-        """A client with the admin's key: the test's view of the world."""
+        """A client with the admin's key: the test's view of the world. moto
+        answers 500 now and then under load: those calls are retried."""
         return boto3.client(service, endpoint_url=self.moto_url, region_name=REGION,
                             aws_access_key_id=self.admin_key,
-                            aws_secret_access_key=self.admin_secret)
+                            aws_secret_access_key=self.admin_secret,
+                            config=Config(retries={"max_attempts": 8, "mode": "standard"}))
 
     def _create_aws_resources(self):
         sqs = self.client("sqs")
@@ -208,13 +301,19 @@ class World:
         self.queue_url = sqs.create_queue(
             QueueName="ghscale-jobs",
             Attributes={"RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "20"})})["QueueUrl"]
+                {"deadLetterTargetArn": dlq_arn,
+                 "maxReceiveCount": str(self.max_receive_count)})})["QueueUrl"]
         ec2 = self.client("ec2")
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        self.image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         self.subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2]]
-        ec2.create_launch_template(LaunchTemplateName="ghscale-runner",
-                                   LaunchTemplateData={"ImageId": image,
-                                                       "InstanceType": "m5.large"})
+        self.create_launch_template("ghscale-runner")
+
+    def create_launch_template(self, name, instance_type="m5.large"):
+        """A launch template in moto; returns its id ("lt-" + hex)."""
+        return self.client("ec2").create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData={"ImageId": self.image, "InstanceType": instance_type}
+        )["LaunchTemplate"]["LaunchTemplateId"]
 
     # -- ghscale ----------------------------------------------------------------
     def config_text(self):
@@ -293,11 +392,63 @@ format = "logfmt"
            log_level=os.environ.get("GHSCALE_LOG_LEVEL", "info"),
            http_in_flight=int(os.environ.get("GHSCALE_HTTP_IN_FLIGHT", "64")))
 
-    def start_ghscale(self, binary):
-        path = os.path.join(self.workdir, "ghscale.toml")
+    def example_config(self, writes_per_minute=None):
+        """conf/ghscale.example.toml pointed at this world, as a dict: region
+        and endpoints, the two queues' URLs, the App (id, key file, base URL,
+        and `writes_per_minute` if given), every pool's subnets and a launch
+        template created here for it, no [server], and a logfmt log at level
+        info (or $GHSCALE_LOG_LEVEL). Every other value is the example's own.
+        runner_instances() then covers its pools.
+
+        The launch templates are created under the example's names
+        ("lt-ghscale-<pool>"), which ghscale sends as names: only "lt-" and
+        hex digits is an id."""
+        with open(EXAMPLE_CONFIG, "rb") as f:
+            doc = tomllib.load(f)
+        aws = doc["aws"]
+        aws["region"] = REGION
+        for endpoint in ("sqs_endpoint", "ec2_endpoint", "ssm_endpoint"):
+            aws[endpoint] = self.proxy_url
+        urls = {"jobs": self.queue_url, "jobs-dlq": self.dlq_url}
+        for queue in doc["queues"]:
+            queue["url"] = urls[queue["name"]]
+        app = doc["github_apps"][0]
+        app["app_id"] = APP_ID
+        app["private_key_file"] = self.private_key_file
+        app["private_key_parameter"] = ""
+        app["base_url"] = self.github_url
+        if writes_per_minute is not None:
+            app["writes_per_minute"] = writes_per_minute
+        for pool in doc["pools"]:
+            pool["subnets"] = list(self.subnets)
+            self.create_launch_template(pool["launch_template"], pool["instance_types"][0])
+        doc.pop("server", None)
+        doc["logging"] = {"level": os.environ.get("GHSCALE_LOG_LEVEL", "info"),
+                          "format": "logfmt"}
+        self.pools = [pool["name"] for pool in doc["pools"]]
+        return doc
+
+    def write_config(self, config=None, name="ghscale.toml"):
+        """The configuration file in the work directory: `config` as TOML
+        text or as a dict, by default the harness's own (config_text)."""
+        if config is None:
+            config = self.config_text()
+        elif isinstance(config, dict):
+            config = to_toml(config)
+        path = os.path.join(self.workdir, name)
         with open(path, "w") as f:
-            f.write(self.config_text())
-        self.ghscale_log = open(os.path.join(self.workdir, "ghscale.log"), "w")
+            f.write(config)
+        return path
+
+    def start_ghscale(self, binary, config=None):
+        """`ghscale run` with `config` (see write_config). Started again in
+        the same world, its log goes on in the same ghscale.log."""
+        path = self.write_config(config)
+        if self.ghscale_log is not None:
+            self.ghscale_log.close()
+            self.ghscale_log = open(self.ghscale_log.name, "a")
+        else:
+            self.ghscale_log = open(os.path.join(self.workdir, "ghscale.log"), "w")
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key,
                    AWS_SECRET_ACCESS_KEY=self.secret_key,
                    AWS_EC2_METADATA_DISABLED="true")
@@ -325,12 +476,21 @@ format = "logfmt"
                       {"owner": ORG, "repo": repo, "job_id": job_id,
                        "run_id": job_id * 10, "labels": LABELS, "status": "queued"})
 
-    def send_webhooks(self, first_id, count, repo="octo-repo", delay=0):
-        """Their `queued` webhooks sent to SQS, visible after `delay` s."""
+    def send_webhooks(self, first_id, count, repo="octo-repo", delay=0, duplicate_every=0):
+        """Their `queued` webhooks sent to SQS, visible after `delay` s. With
+        `duplicate_every` n, every n-th job's webhook is sent a second time,
+        as a separate message with the same body (GitHub redelivering it),
+        after all the first deliveries."""
         sqs = self.client("sqs")
+        jobs = range(first_id, first_id + count)
+        twice = [job_id for i, job_id in enumerate(jobs)
+                 if duplicate_every and i % duplicate_every == duplicate_every - 1]
         entries = [{"Id": str(job_id), "DelaySeconds": delay,
                     "MessageBody": json.dumps(queued_payload(job_id, job_id * 10, repo))}
-                   for job_id in range(first_id, first_id + count)]
+                   for job_id in jobs]
+        entries += [{"Id": "%d-again" % job_id, "DelaySeconds": delay,
+                     "MessageBody": json.dumps(queued_payload(job_id, job_id * 10, repo))}
+                    for job_id in twice]
         for i in range(0, len(entries), 10):
             res = sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries[i:i + 10])
             if res.get("Failed"):
@@ -348,7 +508,7 @@ format = "logfmt"
         ec2 = self.client("ec2")
         found = []
         for page in ec2.get_paginator("describe_instances").paginate(
-                Filters=[{"Name": "tag:ghscale:pool", "Values": ["linux"]},
+                Filters=[{"Name": "tag:ghscale:pool", "Values": list(self.pools)},
                          {"Name": "instance-state-name", "Values": ["pending", "running"]}]):
             for r in page["Reservations"]:
                 for i in r["Instances"]:
@@ -364,6 +524,27 @@ format = "logfmt"
             names += [p["Name"] for p in page["Parameters"]]
         return names
 
+    def parameter_jobs(self, tag_cache=None):
+        """Runner config parameter name -> its `ghscale:job` tag ("?" for a
+        runner launched for no job). ghscale puts the tags with the
+        parameter and never changes them, so a `tag_cache` dict kept by the
+        caller saves a ListTagsForResource per parameter on later calls
+        (only found job tags are kept: a parameter listed in the instant
+        between its put and its tags is asked again)."""
+        ssm = self.client("ssm")
+        cache = {} if tag_cache is None else tag_cache
+        jobs = {}
+        for name in self.runner_parameters():
+            if name not in cache:
+                tags = {t["Key"]: t["Value"] for t in ssm.list_tags_for_resource(
+                    ResourceType="Parameter", ResourceId=name)["TagList"]}
+                if "ghscale:job" not in tags:
+                    jobs[name] = "?"
+                    continue
+                cache[name] = tags["ghscale:job"]
+            jobs[name] = cache[name]
+        return jobs
+
     def aws_calls(self):
         return http_json("GET", self.proxy_url + "/_proxy/calls")
 
@@ -375,6 +556,30 @@ format = "logfmt"
 
     def partial_fills(self, rate, count):
         http_json("POST", self.proxy_url + "/_proxy/partial", {"rate": rate, "count": count})
+
+
+def served_jobs(world, tag_cache=None):
+    """(job -> live instances holding a runner config for it, the live
+    instances, the config parameters of instances that are gone). Jobs are
+    "<job id>#<run attempt>"; "?" collects runners launched for no job."""
+    live = {i["id"] for i in world.runner_instances()}
+    jobs = collections.defaultdict(list)
+    orphans = []
+    for name, job in world.parameter_jobs(tag_cache).items():
+        instance = name.rsplit("/", 1)[1]
+        if instance in live:
+            jobs[job].append(instance)
+        else:
+            orphans.append(name)
+    return jobs, live, orphans
+
+
+def verdict(name, failures):
+    """Prints each failure and the test's result; the exit code."""
+    for f in failures:
+        print("FAIL " + f)
+    print("%s: %s" % (name, "FAILED" if failures else "ok"))
+    return 1 if failures else 0
 
 
 def wait_until(predicate, timeout, what):
