@@ -175,13 +175,20 @@ protected:
     return next_reply<launch_result>();
   }
 
+  /// A runner for `job` registering at org "octo" on installation 7.
+  static runner_spec spec_for(job_key job) {
+    runner_spec spec;
+    spec.job = job;
+    spec.target = repository_ref{"octo", "", owner_type::organization};
+    spec.installation_id = 7;
+    return spec;
+  }
+
   /// `n` specs: jobs 100#1, 101#1, ... on installation 7.
   launch_request request_for(int n, std::string pool_name = "linux") {
     launch_request req{std::move(pool_name), "tok-abc", {}};
     for (int i = 0; i < n; ++i)
-      req.runners.push_back(runner_spec{job_key{100 + i, 1},
-                                        repository_ref{"octo", "", owner_type::organization},
-                                        7});
+      req.runners.push_back(spec_for(job_key{100 + i, 1}));
     return req;
   }
 
@@ -209,9 +216,7 @@ protected:
 TEST_F(FleetLauncherTest, FullFillLaunchesEveryRunner) {
   auto launcher = start_launcher();
   auto req = request_for(2);
-  req.runners.push_back(runner_spec{job_key{0, 0},
-                                    repository_ref{"octo", "", owner_type::organization},
-                                    7}); // an idle top-up
+  req.runners.push_back(spec_for(job_key{0, 0})); // an idle top-up
   auto res = launch(launcher, req);
   ASSERT_TRUE(res) << describe(res.error());
   EXPECT_TRUE(res->failed.empty());

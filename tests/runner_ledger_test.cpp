@@ -93,7 +93,7 @@ job_key job(int64_t id) {
 std::vector<runner_spec> specs(const std::vector<job_key>& jobs) {
   std::vector<runner_spec> out;
   for (auto& key : jobs)
-    out.push_back(runner_spec{key, {"acme", "", owner_type::organization}, 11});
+    out.push_back(runner_spec{key, {"acme", "", owner_type::organization}, 11, 0, {}});
   return out;
 }
 
