@@ -1,4 +1,5 @@
 #include "transport/aws_credentials.hpp"
+#include "transport/json.hpp"
 
 #include "messages/text.hpp"
 #include "transport/files.hpp"
@@ -278,7 +279,7 @@ caf::expected<aws_credentials> parse_imds_credentials(const http_response& r,
   if (r.status != 200)
     return imds_status_error(r, "credentials of role '" + role + "'");
   rapidjson::Document doc;
-  doc.Parse(r.body.value.data(), r.body.value.size());
+  parse_outside_json(doc, r.body.value);
   if (doc.HasParseError() || !doc.IsObject())
     return bad_imds_document(role, "not a JSON object");
   auto text = [&](const char* key) -> std::string {

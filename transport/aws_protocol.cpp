@@ -1,4 +1,5 @@
 #include "transport/aws_protocol.hpp"
+#include "transport/json.hpp"
 
 #include "transport/url.hpp"
 
@@ -11,10 +12,6 @@
 namespace ghscale {
 
 namespace {
-
-/// Strict input, and an explicit stack instead of recursion.
-constexpr unsigned json_parse_flags = rapidjson::kParseValidateEncodingFlag
-                                      | rapidjson::kParseIterativeFlag;
 
 /// AWS's messages name resources; a few hundred characters say enough.
 constexpr size_t max_message_chars = 300;
@@ -93,7 +90,7 @@ aws_error parse_json_error(int32_t status, const std::vector<http_header>& heade
   aws_error err;
   err.status = status;
   rapidjson::Document doc;
-  doc.Parse<json_parse_flags>(body.data(), body.size());
+  parse_outside_json(doc, body);
   if (!doc.HasParseError() && doc.IsObject()) {
     err.code = short_type(json_string(doc, "__type"));
     err.message = json_string(doc, "message");
@@ -189,7 +186,7 @@ caf::error parse_json_body(std::string_view body, const std::string& what,
     out.SetObject(); // an action without output may answer nothing
     return caf::none;
   }
-  out.Parse<json_parse_flags>(body.data(), body.size());
+  parse_outside_json(out, body);
   if (out.HasParseError())
     return malformed_answer(what, std::string{rapidjson::GetParseError_En(
                                     out.GetParseError())}

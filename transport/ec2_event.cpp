@@ -1,4 +1,5 @@
 #include "transport/ec2_event.hpp"
+#include "transport/json.hpp"
 
 #include "messages/types.hpp"
 #include "transport/digest.hpp"
@@ -68,7 +69,7 @@ std::string event_id(const std::string& instance_id, caf::timespan at) {
 caf::expected<std::optional<std::string>>
 parse_spot_interruption(const std::string& body) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(body.c_str(), body.size());
+  parse_outside_json(doc, body);
   if (doc.HasParseError() || !doc.IsObject())
     return std::optional<std::string>{};
   if (!string_member_is(doc, "source", ec2_source)

@@ -1,4 +1,5 @@
 #include "transport/github_rest.hpp"
+#include "transport/json.hpp"
 
 #include "messages/text.hpp"
 #include "transport/url.hpp"
@@ -34,9 +35,6 @@ constexpr const char* work_folder = "_work";
 /// a misbehaving proxy cannot flood logs and dead letters.
 constexpr size_t max_message_chars = 300;
 
-/// Strict RFC 8259 input, and an explicit stack instead of recursion.
-constexpr unsigned parse_flags = rapidjson::kParseValidateEncodingFlag
-                                 | rapidjson::kParseIterativeFlag;
 
 // -- requests ------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ public:
   explicit body_reader(const github_request& req) : req_(req) {}
 
   caf::error parse(const secret_string& body) {
-    doc_.Parse<parse_flags>(body.value.c_str(), body.value.size());
+    parse_outside_json(doc_, body.value);
     if (doc_.HasParseError() || !doc_.IsObject())
       return failure("the body is not a JSON object");
     return caf::none;
@@ -352,7 +350,7 @@ caf::error read_success_body(const github_request& req, const http_response& r,
 /// body itself is never copied anywhere else.
 std::string error_message_of(const http_response& r) {
   rapidjson::Document doc;
-  doc.Parse<parse_flags>(r.body.value.c_str(), r.body.value.size());
+  parse_outside_json(doc, r.body.value);
   if (doc.HasParseError() || !doc.IsObject())
     return "";
   auto it = doc.FindMember("message");

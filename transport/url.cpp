@@ -135,6 +135,21 @@ std::string uri_decode(std::string_view s) {
   return out;
 }
 
+std::optional<std::string> form_field(std::string_view body, std::string_view name) {
+  while (!body.empty()) {
+    auto amp = body.find('&');
+    auto pair = body.substr(0, amp);
+    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) != name)
+      continue;
+    std::string value{eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1)};
+    std::replace(value.begin(), value.end(), '+', ' ');
+    return uri_decode(value);
+  }
+  return std::nullopt;
+}
+
 std::string form_encode(
   const std::vector<std::pair<std::string, std::string>>& fields) {
   std::string out;

@@ -3,6 +3,7 @@
 // percent-encoding AWS wants (in canonical requests and query-protocol bodies).
 #include <caf/expected.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +33,10 @@ std::string uri_encode(std::string_view s, bool keep_slash = false);
 
 /// Reverses percent-encoding; a malformed escape is kept as written.
 std::string uri_decode(std::string_view s);
+
+/// The value of field `name` of an application/x-www-form-urlencoded body
+/// ('+' is a space, %XX a byte), or nothing if it has none.
+std::optional<std::string> form_field(std::string_view body, std::string_view name);
 
 /// k=v&k2=v2, each uri_encode'd (AWS query protocol bodies).
 std::string form_encode(

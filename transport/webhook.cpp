@@ -1,8 +1,10 @@
 #include "transport/webhook.hpp"
+#include "transport/json.hpp"
 
 #include "messages/text.hpp"
 #include "transport/digest.hpp"
 #include "transport/files.hpp"
+#include "transport/url.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <rapidjson/document.h>
@@ -32,7 +34,7 @@ webhook_decision reject(int status, std::string outcome, std::string response) {
 /// told apart from a broken body.
 std::optional<std::string> workflow_job_action(const std::string& body) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
+  parse_outside_json(doc, body);
   if (doc.HasParseError() || !doc.IsObject())
     return std::nullopt;
   auto job = doc.FindMember("workflow_job");
@@ -130,6 +132,26 @@ bool repository_allowed(const std::vector<std::string>& allowed,
   });
 }
 
+namespace {
+
+/// How many times header `name` was sent (names compare case-insensitively).
+size_t header_count(const std::vector<http_header>& headers, std::string_view name) {
+  return static_cast<size_t>(std::count_if(headers.begin(), headers.end(),
+                                           [&](auto& h) { return iequals(h.name, name); }));
+}
+
+/// A form-encoded delivery (GitHub's `content_type=form`) carries the JSON
+/// in its `payload` field; the signature covers the body as sent.
+std::optional<std::string> delivered_json(const webhook_request& request) {
+  auto type = find_header(request.headers, "Content-Type");
+  if (type == nullptr
+      || ascii_lower(*type).rfind("application/x-www-form-urlencoded", 0) != 0)
+    return request.body;
+  return form_field(request.body, "payload");
+}
+
+} // namespace
+
 webhook_decision decide_webhook(const webhook_settings& settings,
                                 const webhook_request& request) {
   if (request.method != "POST")
@@ -141,8 +163,15 @@ webhook_decision decide_webhook(const webhook_settings& settings,
   auto signature = find_header(request.headers, "X-Hub-Signature-256");
   if (signature == nullptr)
     return reject(401, "unsigned", "missing X-Hub-Signature-256");
+  // Two signatures are one too many: whichever a proxy would pick, the
+  // delivery is not what GitHub signed once.
+  if (header_count(request.headers, "X-Hub-Signature-256") > 1)
+    return reject(401, "bad_signature", "more than one X-Hub-Signature-256");
   if (!signature_matches(settings.secrets, *signature, request.body))
     return reject(401, "bad_signature", "signature does not match");
+  auto json = delivered_json(request);
+  if (!json)
+    return reject(400, "malformed", "form-encoded delivery without a payload field");
   auto event = find_header(request.headers, "X-GitHub-Event");
   if (event == nullptr)
     return reject(400, "wrong_event", "missing X-GitHub-Event");
@@ -150,7 +179,7 @@ webhook_decision decide_webhook(const webhook_settings& settings,
     return reject(200, "ping", "pong");
   if (*event != "workflow_job")
     return reject(202, "ignored_event", "event ignored: not workflow_job");
-  auto action = workflow_job_action(request.body);
+  auto action = workflow_job_action(*json);
   if (!action)
     return reject(400, "malformed", "not a workflow_job payload");
   // A signed, well-formed delivery of an action we do not forward is not a
@@ -158,7 +187,7 @@ webhook_decision decide_webhook(const webhook_settings& settings,
   // adds actions.
   if (!forwarded_action(*action))
     return reject(202, "unsupported_action", "action ignored");
-  auto ev = parse_job_event(request.body);
+  auto ev = parse_job_event(*json);
   if (!ev)
     return reject(400, "malformed", "not a valid workflow_job payload");
   // 403, as the scale-up Lambda answered: a signed delivery from outside the

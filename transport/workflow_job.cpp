@@ -1,4 +1,5 @@
 #include "transport/workflow_job.hpp"
+#include "transport/json.hpp"
 
 #include "transport/wall_clock.hpp"
 
@@ -23,10 +24,6 @@ namespace {
 /// and parsing it would only cost memory.
 constexpr size_t max_body_bytes = 1024 * 1024;
 
-/// Strict RFC 8259 input, and an explicit stack instead of recursion so that
-/// a body of a million '[' cannot overflow the thread's stack.
-constexpr unsigned parse_flags = rapidjson::kParseValidateEncodingFlag
-                                 | rapidjson::kParseIterativeFlag;
 
 /// GitHub's event name, which EventBridge and the Lambda format both carry.
 constexpr const char* workflow_job_event = "workflow_job";
@@ -330,7 +327,7 @@ caf::expected<job_event> parse_job_event(const std::string& body) {
     return malformed("body too large: " + std::to_string(body.size())
                      + " bytes, at most " + std::to_string(max_body_bytes));
   rapidjson::Document doc;
-  doc.Parse<parse_flags>(body.data(), body.size());
+  parse_outside_json(doc, body);
   if (doc.HasParseError())
     return malformed("not JSON: " + parse_error_text(doc.GetParseError())
                      + " at offset " + std::to_string(doc.GetErrorOffset()));
