@@ -9,12 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # libsqlite3-dev: the durable embedded queue; libhowardhinnant-date-dev and
-# tzdata: idle schedules in IANA timezones; python3-prometheus-client: the
-# tests' strict parser of the /metrics page (Debian's /usr/bin/python3).
+# tzdata: idle schedules in IANA timezones; libboost-dev: Boost.Beast, the
+# bounded HTTP listener; python3-prometheus-client: the tests' strict parser
+# of the /metrics page (Debian's /usr/bin/python3).
 packages=(g++ cmake ninja-build python3 libcaf-dev libtomlplusplus-dev
           rapidjson-dev libcurl4-openssl-dev libssl-dev libpugixml-dev
           libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev
-          libsqlite3-dev libhowardhinnant-date-dev tzdata python3-prometheus-client)
+          libsqlite3-dev libhowardhinnant-date-dev tzdata libboost-dev
+          python3-prometheus-client)
 command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do

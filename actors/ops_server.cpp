@@ -4,15 +4,13 @@
 #include "transport/prometheus.hpp"
 #include "transport/webhook.hpp"
 
-#include "transport/httplib.hpp"
-
-#include <sys/socket.h>
+#include "transport/http_server.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <cstring>
+#include <chrono>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -45,7 +43,6 @@ struct context {
   server_config cfg;
   webhook_settings webhook;
   queue_actor webhook_queue;
-  std::vector<readiness_check> readiness;
   caf::timespan enqueue_timeout;
   metrics_ptr stats;
 };
@@ -56,26 +53,9 @@ void count_delivery(const context& ctx, const std::string& outcome) {
   ctx.stats->add("ghscale_webhook_deliveries_total", {{"outcome", outcome}});
 }
 
-/// Sends the accepted delivery's message; an error unless the queue took it.
-caf::error enqueue(const context& ctx, const std::string& body) {
-  auto res = ask<batch_result>(ctx.sys, ctx.webhook_queue, ctx.enqueue_timeout,
-                               atom::enqueue_v,
-                               std::vector<outgoing_message>{{body, {}}});
-  if (!res)
-    return res.error();
-  if (!res->failed.empty()) {
-    const auto& entry = res->failed.front();
-    return caf::make_error(errc::backend_failure,
-                           entry.code + ": " + entry.message);
-  }
-  if (res->succeeded.empty())
-    return caf::make_error(errc::backend_failure, "queue confirmed nothing");
-  return caf::none;
-}
-
 /// Accepted deliveries are routine (debug); ignored ones are GitHub's normal
 /// traffic (info); refused ones need an operator's eye (warn).
-void log_delivery(const webhook_decision& d, const httplib::Request& req) {
+void log_delivery(const webhook_decision& d, const served_request& req) {
   auto lvl = d.message        ? log::level::debug
              : d.status < 300 ? log::level::info
                               : log::level::warn;
@@ -84,180 +64,218 @@ void log_delivery(const webhook_decision& d, const httplib::Request& req) {
                               : "webhook delivery refused";
   if (!d.event) { // not verified or not parsed: nothing of it to trust
     log::write(lvl, msg, {{"outcome", d.outcome}, {"status", d.status},
-                          {"remote", req.remote_addr}});
+                          {"remote", req.client}});
     return;
   }
   auto& ev = *d.event;
+  auto delivery = find_header(req.headers, "X-GitHub-Delivery");
   log::write(lvl, msg,
              {{"outcome", d.outcome},
               {"status", d.status},
-              {"delivery", req.get_header_value("X-GitHub-Delivery")},
+              {"delivery", delivery != nullptr ? *delivery : ""},
               {"action", to_string(ev.action)},
               {"repository", ev.repository.full_name()},
               {"job", to_string(ev.key)}});
 }
 
-webhook_request to_webhook_request(const httplib::Request& req) {
-  webhook_request out;
-  out.method = req.method;
-  for (const auto& [name, value] : req.headers)
-    out.headers.push_back(http_header{name, value});
-  out.body = req.body;
-  return out;
+served_response text(int status, std::string body) {
+  served_response res;
+  res.status = status;
+  res.body = std::move(body) + "\n";
+  return res;
 }
 
-void handle_webhook(const context& ctx, const httplib::Request& req,
-                    httplib::Response& res) {
-  auto started = ctx.sys.clock().now();
-  auto decision = decide_webhook(ctx.webhook, to_webhook_request(req));
-  if (decision.message) {
-    if (auto err = enqueue(ctx, *decision.message)) {
-      log::error("webhook delivery not enqueued",
-                 {{"queue", ctx.cfg.webhook_queue}, {"error", describe(err)}});
-      decision.status = 503;
-      decision.outcome = "queue_failed";
-      decision.response = "queue unavailable, redeliver later";
-      decision.message.reset();
-    }
-  }
+/// Answers a delivery once it is decided, and counts it.
+void finish_delivery(const context_ptr& ctx, webhook_decision decision,
+                     const served_request& req, caf::actor_clock::time_point started,
+                     const http_respond& respond) {
   log_delivery(decision, req);
-  count_delivery(ctx, decision.outcome);
-  std::chrono::duration<double> took = ctx.sys.clock().now() - started;
-  ctx.stats->observe("ghscale_webhook_seconds", {}, took.count());
-  res.status = decision.status;
-  res.set_content(decision.response + "\n", plain_text);
+  count_delivery(*ctx, decision.outcome);
+  std::chrono::duration<double> took = ctx->sys.clock().now() - started;
+  ctx->stats->observe("ghscale_webhook_seconds", {}, took.count());
+  auto res = text(decision.status, decision.response);
+  if (decision.status == 405)
+    res.headers.push_back({"Allow", "POST"});
+  respond(std::move(res));
 }
 
-/// cpp-httplib refuses a body over the payload limit itself (413, empty
-/// body) before any handler runs: count those deliveries here.
-httplib::Server::HandlerResponse
-handle_refused_body(const context& ctx, const httplib::Request& req,
-                    httplib::Response& res) {
-  if (res.status != 413 || !res.body.empty() || req.path != ctx.cfg.webhook_path)
-    return httplib::Server::HandlerResponse::Unhandled;
-  count_delivery(ctx, "too_large");
-  log::warn("webhook delivery refused",
-            {{"outcome", "too_large"}, {"status", res.status},
-             {"remote", req.remote_addr}});
-  res.set_content("body over " + std::to_string(ctx.webhook.max_body_bytes)
-                    + " bytes\n",
-                  plain_text);
-  return httplib::Server::HandlerResponse::Handled;
+/// Decides a delivery; an accepted one is answered 202 only once the queue
+/// has it (a short-lived actor waits for that, so no server thread does).
+void handle_webhook(const context_ptr& ctx, served_request req,
+                    const http_respond& respond) {
+  auto started = ctx->sys.clock().now();
+  webhook_request delivery{req.method, req.headers, std::move(req.body)};
+  auto decision = decide_webhook(ctx->webhook, delivery);
+  if (!decision.message) {
+    finish_delivery(ctx, std::move(decision), req, started, respond);
+    return;
+  }
+  ctx->sys.spawn([ctx, decision = std::move(decision), req = std::move(req), started,
+                  respond](caf::event_based_actor* self) mutable {
+    auto body = *decision.message;
+    self->request(ctx->webhook_queue, ctx->enqueue_timeout, atom::enqueue_v,
+                  std::vector<outgoing_message>{{std::move(body), {}}})
+      .then(
+        [=](const batch_result& res) mutable {
+          caf::error err;
+          if (!res.failed.empty())
+            err = caf::make_error(errc::backend_failure,
+                                  res.failed.front().code + ": "
+                                    + res.failed.front().message);
+          else if (res.succeeded.empty())
+            err = caf::make_error(errc::backend_failure, "queue confirmed nothing");
+          if (err) {
+            log::error("webhook delivery not enqueued",
+                       {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
+            decision.status = 503;
+            decision.outcome = "queue_failed";
+            decision.response = "queue unavailable, redeliver later";
+            decision.message.reset();
+          }
+          finish_delivery(ctx, std::move(decision), req, started, respond);
+        },
+        [=](const caf::error& err) mutable {
+          log::error("webhook delivery not enqueued",
+                     {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
+          decision.status = 503;
+          decision.outcome = "queue_failed";
+          decision.response = "queue unavailable, redeliver later";
+          decision.message.reset();
+          finish_delivery(ctx, std::move(decision), req, started, respond);
+        });
+  });
 }
 
-/// Runs every check at once (each bounds its own wait) and reports each.
-void handle_readiness(const context& ctx, httplib::Response& res) {
-  std::vector<std::future<caf::error>> results;
-  for (const auto& check : ctx.readiness)
-    results.push_back(std::async(std::launch::async, check.probe));
-  std::string report = "ok configuration\n";
-  bool ready = true;
-  for (size_t i = 0; i < results.size(); ++i) {
-    auto err = results[i].get();
-    if (err) {
-      ready = false;
-      report += "failed " + ctx.readiness[i].name + ": " + describe(err) + "\n";
-    } else {
-      report += "ok " + ctx.readiness[i].name + "\n";
+} // namespace
+
+/// /readyz runs every probe at once on a worker thread of its own, one run
+/// at a time, and a fresh report answers further requests.
+class readiness_runner {
+public:
+  readiness_runner(std::vector<readiness_check> checks, caf::timespan fresh_for)
+    : checks_(std::move(checks)), fresh_for_(fresh_for) {}
+
+  ~readiness_runner() {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (worker_.joinable()) {
+      auto worker = std::move(worker_);
+      guard.unlock();
+      worker.join();
     }
   }
-  res.status = ready ? 200 : 503;
-  res.set_content(report, plain_text);
-}
 
-/// cpp-httplib matches routes as regular expressions; the configured path
-/// is a literal.
-std::string literal_pattern(const std::string& path) {
-  std::string out;
-  for (char c : path) {
-    if (std::string_view{"\\^$.|?*+()[]{}"}.find(c) != std::string_view::npos)
-      out += '\\';
-    out += c;
+  void ask(http_respond respond) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    if (report_ && std::chrono::steady_clock::now() - reported_at_ < fresh_for_) {
+      auto res = *report_;
+      guard.unlock();
+      respond(std::move(res));
+      return;
+    }
+    waiting_.push_back(std::move(respond));
+    if (running_)
+      return;
+    running_ = true;
+    if (worker_.joinable())
+      worker_.join(); // the previous run is over: it reset running_
+    worker_ = std::thread([this] { run(); });
   }
-  return out;
-}
 
-void add_routes(httplib::Server& http, context_ptr ctx) {
-  if (ctx->webhook_queue) {
-    http.Post(literal_pattern(ctx->cfg.webhook_path),
-              [ctx](const httplib::Request& req, httplib::Response& res) {
-                handle_webhook(*ctx, req, res);
-              });
-    http.set_error_handler(httplib::Server::HandlerWithResponse{
-      [ctx](const httplib::Request& req, httplib::Response& res) {
-        return handle_refused_body(*ctx, req, res);
-      }});
+private:
+  void run() {
+    std::vector<std::future<caf::error>> results;
+    for (const auto& check : checks_)
+      results.push_back(std::async(std::launch::async, check.probe));
+    std::string report = "ok configuration\n";
+    bool ready = true;
+    for (size_t i = 0; i < results.size(); ++i) {
+      auto err = results[i].get();
+      report += (err ? "failed " : "ok ") + checks_[i].name
+                + (err ? ": " + describe(err) : std::string{}) + "\n";
+      ready = ready && !err;
+    }
+    served_response res;
+    res.status = ready ? 200 : 503;
+    res.body = std::move(report);
+    std::vector<http_respond> waiting;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      report_ = res;
+      reported_at_ = std::chrono::steady_clock::now();
+      waiting = std::move(waiting_);
+      waiting_.clear();
+      running_ = false;
+    }
+    for (auto& respond : waiting)
+      respond(res);
   }
-  http.Get("/metrics", [ctx](const httplib::Request&, httplib::Response& res) {
-    res.set_content(render_prometheus(*ctx->stats), prometheus_content_type);
-  });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", plain_text);
-  });
-  http.Get("/readyz", [ctx](const httplib::Request&, httplib::Response& res) {
-    handle_readiness(*ctx, res);
-  });
-}
 
-struct listen_address {
-  std::string host;
-  int port = 0;
+  std::vector<readiness_check> checks_;
+  caf::timespan fresh_for_;
+  std::mutex mtx_;
+  std::thread worker_;
+  bool running_ = false;
+  std::vector<http_respond> waiting_;
+  std::optional<served_response> report_;
+  std::chrono::steady_clock::time_point reported_at_;
 };
 
-/// "host:port" or "[v6]:port".
-caf::expected<listen_address> parse_listen(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-    return config_error("server: listen must be host:port, got '" + text + "'");
-  listen_address out;
-  out.host = text.substr(0, colon);
-  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
-    out.host = out.host.substr(1, out.host.size() - 2);
-  auto digits = text.substr(colon + 1);
-  if (digits.size() > 5
-      || !std::all_of(digits.begin(), digits.end(),
-                      [](char c) { return c >= '0' && c <= '9'; })
-      || std::stoi(digits) > 65535)
-    return config_error("server: bad port in listen '" + text + "'");
-  out.port = std::stoi(digits);
+namespace {
+
+/// The path of a request target, without its query.
+std::string_view path_of(const std::string& target) {
+  return std::string_view{target}.substr(0, target.find('?'));
+}
+
+void route(const context_ptr& ctx, readiness_runner& readiness, served_request req,
+           const http_respond& respond) {
+  auto path = path_of(req.target);
+  if (ctx->webhook_queue && path == ctx->cfg.webhook_path) {
+    handle_webhook(ctx, std::move(req), respond);
+    return;
+  }
+  bool known = path == "/metrics" || path == "/healthz" || path == "/readyz";
+  if (!known) {
+    respond(text(404, "not found"));
+    return;
+  }
+  if (req.method != "GET") {
+    auto res = text(405, "only GET");
+    res.headers.push_back({"Allow", "GET"});
+    respond(std::move(res));
+    return;
+  }
+  if (path == "/metrics") {
+    served_response res;
+    res.content_type = prometheus_content_type;
+    res.body = render_prometheus(*ctx->stats);
+    respond(std::move(res));
+  } else if (path == "/healthz") {
+    respond(text(200, "ok"));
+  } else {
+    readiness.ask(respond);
+  }
+}
+
+http_limits limits_of(const server_config& cfg) {
+  http_limits out;
+  out.max_request_line = static_cast<size_t>(cfg.max_request_line);
+  out.max_headers = static_cast<size_t>(cfg.max_headers);
+  out.max_header_bytes = static_cast<size_t>(cfg.max_header_bytes);
+  out.max_body_bytes = static_cast<uint64_t>(std::max<int64_t>(cfg.max_body_bytes, 0));
+  out.head_timeout = cfg.head_timeout;
+  out.body_timeout = cfg.body_timeout;
+  out.keep_alive_timeout = cfg.keep_alive_timeout;
+  out.max_connections = static_cast<size_t>(cfg.max_connections);
+  out.max_connections_per_client = static_cast<size_t>(cfg.max_connections_per_client);
   return out;
-}
-
-caf::expected<std::unique_ptr<httplib::Server>>
-make_http_server(const server_config& cfg) {
-  if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
-    return config_error("server: tls_cert_file and tls_key_file go together");
-  if (cfg.tls_cert_file.empty())
-    return std::make_unique<httplib::Server>();
-  auto tls = std::make_unique<httplib::SSLServer>(cfg.tls_cert_file.c_str(),
-                                                  cfg.tls_key_file.c_str());
-  if (!tls->is_valid())
-    return config_error("server: cannot use TLS certificate "
-                        + cfg.tls_cert_file + " with key " + cfg.tls_key_file);
-  return std::unique_ptr<httplib::Server>{std::move(tls)};
-}
-
-/// Binds before returning, so a taken port fails the start, not a thread.
-caf::expected<uint16_t> bind_listener(httplib::Server& http, const std::string& listen) {
-  auto addr = parse_listen(listen);
-  if (!addr)
-    return addr.error();
-  errno = 0;
-  int port = addr->port;
-  bool bound = port == 0 ? (port = http.bind_to_any_port(addr->host)) > 0
-                         : http.bind_to_port(addr->host, port);
-  if (!bound)
-    return config_error("server: cannot listen on " + listen + ": "
-                        + (errno != 0 ? std::strerror(errno) : "bind failed"));
-  return static_cast<uint16_t>(port);
 }
 
 } // namespace
 
 struct ops_server::impl {
-  std::unique_ptr<httplib::Server> http;
-  std::thread loop;
-  uint16_t port = 0;
+  std::unique_ptr<readiness_runner> readiness;
+  std::unique_ptr<http_server> http;
 };
 
 ops_server::ops_server(std::unique_ptr<impl> x) : impl_(std::move(x)) {
@@ -268,15 +286,17 @@ ops_server::~ops_server() {
 }
 
 uint16_t ops_server::port() const {
-  return impl_->port;
+  return impl_->http ? impl_->http->port() : 0;
 }
 
-void ops_server::stop() {
-  if (!impl_->loop.joinable())
+void ops_server::stop(caf::timespan grace) {
+  if (!impl_->http)
     return;
-  impl_->http->stop();
-  impl_->loop.join();
-  log::info("ops server stopped", {{"port", static_cast<int64_t>(impl_->port)}});
+  auto port = impl_->http->port();
+  impl_->http->stop(grace);
+  impl_->http.reset();
+  impl_->readiness.reset();
+  log::info("ops server stopped", {{"port", static_cast<int64_t>(port)}});
 }
 
 readiness_check queue_reachable(caf::actor_system& sys, std::string name,
@@ -316,63 +336,50 @@ readiness_check credentials_usable(caf::actor_system& sys,
           }};
 }
 
+caf::expected<std::unique_ptr<http_server>> bind_ops_listener(const server_config& cfg) {
+  http_server_options options;
+  options.listen = cfg.listen;
+  options.tls_cert_file = cfg.tls_cert_file;
+  options.tls_key_file = cfg.tls_key_file;
+  options.limits = limits_of(cfg);
+  options.threads = static_cast<size_t>(std::max(cfg.threads, 1));
+  return http_server::bind(options);
+}
+
 caf::expected<std::unique_ptr<ops_server>>
 start_ops_server(caf::actor_system& sys, ops_server_setup setup,
-                 metrics_ptr stats) {
+                 std::unique_ptr<http_server> listener, metrics_ptr stats) {
   if (setup.webhook_queue && setup.secrets.empty())
     return config_error("server: the webhook needs at least one secret");
-  auto http = make_http_server(setup.cfg);
-  if (!http)
-    return http.error();
-  auto& server = **http;
-  auto threads = static_cast<size_t>(std::max(setup.cfg.threads, 1));
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  // Headers and body leave in separate writes: without TCP_NODELAY, Nagle
-  // and delayed ACKs add 40 ms to every response.
-  server.set_tcp_nodelay(true);
-  // SO_REUSEADDR for a quick restart over TIME_WAIT connections, but not
-  // cpp-httplib's default SO_REUSEPORT: a second instance on the same port
-  // must fail to start, not silently share the deliveries.
-  server.set_socket_options([](socket_t sock) {
-    int on = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  });
-  server.set_payload_max_length(
-    static_cast<size_t>(std::max<int64_t>(setup.cfg.max_body_bytes, 0)));
-  // cpp-httplib closes a keep-alive connection after 5 requests by default:
-  // under a burst the reconnects overflow its listen backlog of 5 and wait
-  // a second for SYN retries. Idle connections still close after the read
-  // timeout.
-  server.set_keep_alive_max_count(100000);
   auto ctx = std::make_shared<const context>(context{
     sys, setup.cfg, make_webhook_settings(setup.cfg, std::move(setup.secrets)),
-    setup.webhook_queue, std::move(setup.readiness), setup.enqueue_timeout,
-    std::move(stats)});
-  add_routes(server, ctx);
-  auto port = bind_listener(server, setup.cfg.listen);
-  if (!port)
-    return port.error();
+    setup.webhook_queue, setup.enqueue_timeout, stats});
   auto x = std::make_unique<ops_server::impl>();
-  x->http = std::move(*http);
-  x->port = *port;
-  auto ended = std::make_shared<std::atomic<bool>>(false);
-  x->loop = std::thread([http = x->http.get(), ended] {
-    http->listen_after_bind();
-    *ended = true;
-  });
-  // stop() is a no-op until the accept loop runs: wait for it to start.
-  while (!x->http->is_running() && !*ended)
-    std::this_thread::yield();
-  if (*ended) {
-    x->loop.join();
-    return config_error("server: cannot serve on " + setup.cfg.listen);
-  }
+  x->readiness = std::make_unique<readiness_runner>(std::move(setup.readiness),
+                                                    setup.readiness_fresh_for);
+  auto* readiness = x->readiness.get();
+  x->http = std::move(listener);
+  x->http->serve(
+    [ctx, readiness](served_request req, http_respond respond) {
+      route(ctx, *readiness, std::move(req), respond);
+    },
+    [stats](std::string_view reason) {
+      stats->add("ghscale_http_refused_total", {{"reason", std::string{reason}}});
+    });
   log::info("ops server listening",
             {{"listen", setup.cfg.listen},
-             {"port", static_cast<int64_t>(*port)},
+             {"port", static_cast<int64_t>(x->http->port())},
              {"tls", !setup.cfg.tls_cert_file.empty()},
              {"webhook", setup.webhook_queue ? setup.cfg.webhook_path : ""}});
   return std::make_unique<ops_server>(std::move(x));
+}
+
+caf::expected<std::unique_ptr<ops_server>>
+start_ops_server(caf::actor_system& sys, ops_server_setup setup, metrics_ptr stats) {
+  auto listener = bind_ops_listener(setup.cfg);
+  if (!listener)
+    return listener.error();
+  return start_ops_server(sys, std::move(setup), std::move(*listener), std::move(stats));
 }
 
 } // namespace ghscale

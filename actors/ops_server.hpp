@@ -1,15 +1,19 @@
 #pragma once
 // The operations endpoint: GitHub webhook ingress, the Prometheus page and
-// the health checks, over HTTP or HTTPS (cpp-httplib).
+// the health checks, over HTTP or HTTPS, on the bounded server of
+// transport/http_server (every limit a client could exhaust is bounded:
+// header count and bytes, request line, head and body deadlines,
+// connections in all and per client, keep-alive).
 //
-// Not an actor: cpp-httplib owns its accept thread and handler threads, and
-// its handlers must answer synchronously. So this is a small RAII object
-// whose handlers bridge into CAF with a `caf::scoped_actor` and bounded
-// request timeouts (GitHub gives up on a delivery after 10 s).
+// Not an actor: the server owns its I/O threads. Nothing blocks them: a
+// delivery is enqueued by a short-lived actor that answers when the queue
+// has it, and /readyz runs its probes on one worker thread, at most once a
+// second however often it is asked.
 //
 // Routes:
 //   POST <webhook_path>  verify, then enqueue; 202 only once the queue has
 //                        accepted the message, 503 if it failed or timed out
+//                        (other methods: 405)
 //   GET  /metrics        Prometheus text format 0.0.4
 //   GET  /healthz        200 "ok" while the process runs
 //   GET  /readyz         200 if every readiness check passes, else 503 and
@@ -18,10 +22,13 @@
 // Every delivery is counted in ghscale_webhook_deliveries_total{outcome}:
 // "accepted", a reason of decide_webhook (transport/webhook.hpp), or
 // "queue_failed"; the time to answer goes to ghscale_webhook_seconds.
+// Clients the server refused or cut off are counted in
+// ghscale_http_refused_total{reason}.
 #include "actors/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "messages/secret.hpp"
+#include "transport/http_server.hpp"
 
 #include <caf/all.hpp>
 
@@ -71,10 +78,14 @@ struct ops_server_setup {
   /// Bound on waiting for the queue to accept a delivery: well within the
   /// 10 s after which GitHub counts the delivery as failed.
   caf::timespan enqueue_timeout = std::chrono::seconds(5);
+  /// A /readyz report this young answers further requests without probing
+  /// again: however often it is asked, the probes run at most this often.
+  caf::timespan readiness_fresh_for = std::chrono::seconds(1);
 };
 
-/// A running server. Destroying it (or stop()) stops accepting, finishes the
-/// requests in progress and joins every server thread.
+/// A running server. Destroying it (or stop()) stops accepting, gives the
+/// requests in progress a moment to be answered, closes every connection
+/// and joins every server thread.
 class ops_server {
 public:
   struct impl;
@@ -85,19 +96,29 @@ public:
 
   /// The bound port (the actual one when the configuration says port 0).
   uint16_t port() const;
-  /// Idempotent.
-  void stop();
+  /// Idempotent; answers still awaited get up to `grace`.
+  void stop(caf::timespan grace = std::chrono::seconds(2));
 
 private:
   std::unique_ptr<impl> impl_;
 };
 
-/// Binds `setup.cfg.listen` ("host:port"; port 0 picks a free one) before
-/// returning, then serves on `setup.cfg.threads` handler threads. Errors
+/// Binds `cfg.listen` ("host:port"; port 0 picks a free one) with the
+/// limits and TLS files of `cfg`, and serves nothing yet: a second instance
+/// fails here, before it opens anything else. Errors
 /// (`errc::invalid_config`): "server: cannot listen on host:port: why", an
-/// unusable TLS certificate or key, a webhook queue without secrets.
+/// unusable TLS certificate or key.
+caf::expected<std::unique_ptr<http_server>> bind_ops_listener(const server_config& cfg);
+
+/// Serves the routes on `listener` (bound by bind_ops_listener for
+/// `setup.cfg`) on `setup.cfg.threads` I/O threads. Fails
+/// (`errc::invalid_config`) for a webhook queue without secrets.
 caf::expected<std::unique_ptr<ops_server>>
 start_ops_server(caf::actor_system& sys, ops_server_setup setup,
-                 metrics_ptr stats);
+                 std::unique_ptr<http_server> listener, metrics_ptr stats);
+
+/// Both at once: binds `setup.cfg.listen`, then serves.
+caf::expected<std::unique_ptr<ops_server>>
+start_ops_server(caf::actor_system& sys, ops_server_setup setup, metrics_ptr stats);
 
 } // namespace ghscale

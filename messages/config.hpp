@@ -197,7 +197,17 @@ struct server_config {
   // "owner/repo" or "owner/*"; empty = every repository.
   std::vector<std::string> allowed_repositories;
   int64_t max_body_bytes = 1024 * 1024;
-  int32_t threads = 8;                    // request handler threads
+  int32_t threads = 2;                    // I/O threads serving connections
+  // What one client may cost: every bound answers with its status (431,
+  // 414, 408) or closes the connection.
+  int32_t max_connections = 512;
+  int32_t max_connections_per_client = 64; // per client address
+  int32_t max_headers = 100;
+  int32_t max_header_bytes = 16 * 1024;    // all header fields together
+  int32_t max_request_line = 8 * 1024;     // method, URL and version
+  caf::timespan head_timeout = 10s;        // the whole request head
+  caf::timespan body_timeout = 10s;        // the whole body, once the head is in
+  caf::timespan keep_alive_timeout = 15s;  // an idle connection is closed
 };
 
 struct logging_config {

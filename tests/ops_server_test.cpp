@@ -124,6 +124,8 @@ protected:
     out.webhook_queue = queue;
     out.readiness = {queue_reachable(sys, "jobs", queue, guard),
                      supervision_up(sys, node, guard)};
+    // Every /readyz probes afresh, so a test sees a change at once.
+    out.readiness_fresh_for = caf::timespan{0};
     return out;
   }
 
@@ -251,7 +253,33 @@ TEST_F(OpsServerTest, BodyOverTheLimitIsRefusedWith413) {
   EXPECT_EQ(res->status, 413);
   EXPECT_EQ(res->body, "body over 4096 bytes\n");
   EXPECT_TRUE(enqueued().empty());
-  EXPECT_EQ(deliveries("too_large"), 1);
+  EXPECT_EQ(stats->count("ghscale_http_refused_total", {{"reason", "body_too_large"}}), 1);
+}
+
+TEST_F(OpsServerTest, ReadyzFloodRunsTheProbesOncePerFreshPeriod) {
+  server.reset();
+  auto probes = std::make_shared<std::atomic<int>>(0);
+  auto s = setup();
+  s.readiness = {readiness_check{"counted", [probes] {
+                                   ++*probes;
+                                   std::this_thread::sleep_for(
+                                     std::chrono::milliseconds(50));
+                                   return caf::error{};
+                                 }}};
+  s.readiness_fresh_for = std::chrono::hours(1);
+  start(std::move(s));
+  std::vector<std::thread> askers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i)
+    askers.emplace_back([&] {
+      for (int j = 0; j < 10; ++j)
+        if (auto res = client().Get("/readyz"); res && res->status == 200)
+          ++ok;
+    });
+  for (auto& t : askers)
+    t.join();
+  EXPECT_EQ(ok, 80);
+  EXPECT_EQ(*probes, 1) << "80 requests within the fresh period probe once";
 }
 
 TEST_F(OpsServerTest, QueueFailureAnswers503SoGitHubCanRedeliver) {
@@ -365,7 +393,7 @@ TEST_F(OpsServerTest, TakenPortIsAnError) {
   auto second = start_ops_server(sys, std::move(s), stats);
   ASSERT_FALSE(second);
   EXPECT_EQ(describe(second.error()), "invalid_config: server: cannot listen on "
-                                        + listen + ": Address already in use");
+                                        + listen + ": bind: Address already in use");
 }
 
 TEST_F(OpsServerTest, WebhookWithoutSecretsIsRefusedAtStart) {
@@ -425,8 +453,7 @@ TEST_F(OpsServerTest, ServesHttpsWithACertificate) {
   auto refused = start_ops_server(sys, std::move(broken), stats);
   ASSERT_FALSE(refused);
   EXPECT_EQ(describe(refused.error()),
-            "invalid_config: server: cannot use TLS certificate " + cert
-              + " with key " + key);
+            "invalid_config: server: cannot read " + cert + ": No such file or directory");
 }
 
 } // namespace
