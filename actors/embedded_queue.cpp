@@ -99,7 +99,12 @@ void redrive(queue_pointer self, uint64_t seq) {
   st.by_visible_at.erase({msg.visible_at, seq});
   st.receipts.erase(msg.receipt);
   msg.redriving = true;
-  std::vector<outgoing_message> moved{{msg.body, caf::timespan{0}}};
+  std::vector<outgoing_message> moved{dead_letter_for(
+    queue_message{msg.id, msg.receipt, msg.body, msg.receive_count, msg.sent_at,
+                  msg.attributes},
+    st.cfg.name,
+    "received " + std::to_string(msg.receive_count) + " times (max_receive_count "
+      + std::to_string(st.cfg.max_receive_count) + ")")};
   self->request(st.dead_letter, st.cfg.visibility_timeout, atom::enqueue_v,
                 std::move(moved))
     .then(
@@ -137,7 +142,7 @@ queue_message deliver(queue_pointer self, uint64_t seq, std::string receipt,
   st.receipts.emplace(msg.receipt, seq);
   reschedule(self, seq, msg, visible_at);
   st.stats->add("ghscale_queue_received_total", queue_label(self));
-  return {msg.id, msg.receipt, msg.body, msg.receive_count, msg.sent_at};
+  return {msg.id, msg.receipt, msg.body, msg.receive_count, msg.sent_at, msg.attributes};
 }
 
 /// Up to `max` visible messages in delivery order, redriving on the way
@@ -342,7 +347,8 @@ admit(queue_pointer self, const std::vector<outgoing_message>& entries,
   records.reserve(entries.size());
   for (auto& entry : entries)
     records.push_back({entry.body, to_unix_ms(st.wall, sent_at),
-                       to_unix_ms(st.wall, visible_after(sent_at, entry))});
+                       to_unix_ms(st.wall, visible_after(sent_at, entry)),
+                       &entry.attributes});
   auto ids = st.store->insert(records);
   if (!ids)
     return store_failed(self, "send", std::move(ids.error()));
@@ -372,6 +378,7 @@ caf::result<batch_result> enqueue(queue_pointer self,
     stored_message msg;
     msg.id = "m-" + std::to_string(seq);
     msg.body = entries[index].body;
+    msg.attributes = entries[index].attributes;
     msg.sent_at = t;
     msg.visible_at = visible_after(t, entries[index]);
     admit_message(self, seq, std::move(msg));
@@ -408,6 +415,7 @@ void restore(queue_pointer self, std::vector<queue_record> records) {
     stored_message msg;
     msg.id = "m-" + std::to_string(record.id);
     msg.body = std::move(record.body);
+    msg.attributes = std::move(record.attributes);
     msg.sent_at = from_unix_ms(st.wall, record.sent_at);
     msg.receive_count = record.receive_count;
     msg.visible_at = from_unix_ms(st.wall, record.visible_at);

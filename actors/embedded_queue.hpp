@@ -38,6 +38,7 @@ struct embedded_queue_state {
   struct stored_message {
     std::string id;
     std::string body;
+    message_attributes attributes;
     caf::timespan sent_at{0};
     int32_t receive_count = 0;
     caf::timespan visible_at{0}; // on the actor clock

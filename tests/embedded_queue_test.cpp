@@ -488,7 +488,7 @@ TEST_F(DurableQueueTest, AStoreThatCannotBeOpenedFailsTheSpawn) {
   ASSERT_FALSE(q);
   EXPECT_EQ(q.error(), errc::backend_failure);
   EXPECT_NE(describe(q.error()).find("queue store '" + qc.storage
-                                     + "', queue 'jobs': open: unable to open"),
+                                     + "', queue 'jobs': open: cannot create lock file"),
             std::string::npos)
     << describe(q.error());
 }

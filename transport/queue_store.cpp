@@ -2,6 +2,10 @@
 
 #include "messages/types.hpp"
 
+#include "transport/json.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <sqlite3.h>
 
 namespace ghscale {
@@ -19,7 +23,7 @@ constexpr int busy_timeout_ms = 5000;
 // binds it once.
 const char* create_schema = R"sql(
   PRAGMA application_id = 1734898545;
-  PRAGMA user_version = 1;
+  PRAGMA user_version = 2;
   CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     incarnation INTEGER NOT NULL
@@ -31,9 +35,16 @@ const char* create_schema = R"sql(
     sent_at INTEGER NOT NULL,
     visible_at INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt TEXT NOT NULL DEFAULT ''
+    receipt TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL DEFAULT '{}'
   );
   CREATE INDEX messages_by_queue ON messages (queue, id);
+)sql";
+
+// Version 1 had no attributes: every message it holds has none.
+const char* upgrade_from_1 = R"sql(
+  ALTER TABLE messages ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+  PRAGMA user_version = 2;
 )sql";
 static_assert(application_id == 1734898545, "create_schema spells it in decimal");
 
@@ -42,13 +53,15 @@ const char* count_incarnation
     "ON CONFLICT (name) DO UPDATE SET incarnation = incarnation + 1 "
     "RETURNING incarnation";
 const char* insert_message
-  = "INSERT INTO messages (queue, body, sent_at, visible_at) VALUES (?1, ?2, ?3, ?4)";
+  = "INSERT INTO messages (queue, body, sent_at, visible_at, attributes) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
 const char* update_delivery
   = "UPDATE messages SET visible_at = ?3, receive_count = ?4, receipt = ?5 "
     "WHERE queue = ?1 AND id = ?2";
 const char* delete_message = "DELETE FROM messages WHERE queue = ?1 AND id = ?2";
 const char* load_messages
-  = "SELECT id, body, sent_at, visible_at, receive_count, receipt FROM messages "
+  = "SELECT id, body, sent_at, visible_at, receive_count, receipt, attributes "
+    "FROM messages "
     "WHERE queue = ?1 ORDER BY id";
 
 std::string column_string(sqlite3_stmt* stmt, int column) {
@@ -58,6 +71,35 @@ std::string column_string(sqlite3_stmt* stmt, int column) {
   if (data == nullptr || size == 0)
     return {};
   return {data, static_cast<size_t>(size)};
+}
+
+/// Attributes as the column holds them: a JSON object of strings, so that
+/// `json_extract(attributes, '$."ghscale.reason"')` reads one in sqlite3.
+std::string encode_attributes(const message_attributes* attributes) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w{buf};
+  w.StartObject();
+  if (attributes != nullptr)
+    for (auto& [name, value] : *attributes) {
+      w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+      w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+    }
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+/// The column's attributes; what is not an object of strings is left out.
+message_attributes decode_attributes(const std::string& text) {
+  message_attributes out;
+  rapidjson::Document doc;
+  parse_outside_json(doc, text);
+  if (doc.HasParseError() || !doc.IsObject())
+    return out;
+  for (auto& m : doc.GetObject())
+    if (m.value.IsString())
+      out.emplace(std::string{m.name.GetString(), m.name.GetStringLength()},
+                  std::string{m.value.GetString(), m.value.GetStringLength()});
+  return out;
 }
 
 /// Puts a statement back for its next use when the scope ends.
@@ -100,8 +142,10 @@ void queue_store::statement_finalizer::operator()(sqlite3_stmt* stmt) const noex
   sqlite3_finalize(stmt);
 }
 
-queue_store::queue_store(std::string path, std::string queue, connection db)
-  : path_(std::move(path)), queue_(std::move(queue)), db_(std::move(db)) {
+queue_store::queue_store(std::string path, std::string queue, connection db,
+                         std::shared_ptr<file_lock> lock)
+  : path_(std::move(path)), queue_(std::move(queue)), lock_(std::move(lock)),
+    db_(std::move(db)) {
 }
 
 queue_store::queue_store(queue_store&&) noexcept = default;
@@ -111,12 +155,17 @@ queue_store::~queue_store() = default;
 caf::expected<queue_store> queue_store::open(const std::string& path,
                                              const std::string& queue,
                                              store_sync sync) {
+  auto lock = file_lock::acquire(path);
+  if (!lock)
+    return caf::make_error(static_cast<errc>(lock.error().code()),
+                           "queue store '" + path + "', queue '" + queue
+                             + "': open: " + context_of(lock.error()));
   sqlite3* raw = nullptr;
   auto rc = sqlite3_open_v2(path.c_str(), &raw,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                               | SQLITE_OPEN_NOMUTEX,
                             nullptr);
-  queue_store store{path, queue, connection{raw}};
+  queue_store store{path, queue, connection{raw}, std::move(*lock)};
   if (rc != SQLITE_OK)
     return store.failure("open");
   sqlite3_extended_result_codes(raw, 1);
@@ -231,6 +280,8 @@ caf::error queue_store::check_schema() {
     return caf::make_error(errc::rejected,
                            "queue store '" + path_
                              + "': the file is a database of another application");
+  if (*version == 1)
+    return exec(upgrade_from_1, "upgrade the schema from version 1");
   if (*version != schema_version)
     return caf::make_error(errc::rejected,
                            "queue store '" + path_ + "': schema version "
@@ -274,6 +325,9 @@ queue_store::insert(const std::vector<new_record>& records) {
                      + " bytes");
     sqlite3_bind_int64(stmt, 3, record.sent_at);
     sqlite3_bind_int64(stmt, 4, record.visible_at);
+    auto attributes = encode_attributes(record.attributes);
+    sqlite3_bind_text(stmt, 5, attributes.data(), static_cast<int>(attributes.size()),
+                      SQLITE_TRANSIENT);
     if (auto err = run(stmt, "insert"))
       return err;
     ids.push_back(sqlite3_last_insert_rowid(db_.get()));
@@ -330,6 +384,7 @@ caf::expected<std::vector<queue_record>> queue_store::load() {
     record.visible_at = sqlite3_column_int64(stmt, 3);
     record.receive_count = sqlite3_column_int(stmt, 4);
     record.receipt = column_string(stmt, 5);
+    record.attributes = decode_attributes(column_string(stmt, 6));
     records.push_back(std::move(record));
   }
   if (rc != SQLITE_DONE)

@@ -5,6 +5,9 @@
 // call returns, so whatever a queue acknowledged after a write survives a
 // `kill -9` (and, with store_sync::full, a power loss). No actors here: the
 // embedded queue owns one store and calls it from its handlers.
+#include "messages/types.hpp"
+#include "transport/file_lock.hpp"
+
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
@@ -28,11 +31,12 @@ enum class store_sync {
   normal,
 };
 
-/// A message to insert; the body is only read during the call.
+/// A message to insert; body and attributes are only read during the call.
 struct new_record {
   std::string_view body;
   int64_t sent_at = 0;    // Unix milliseconds
   int64_t visible_at = 0; // Unix milliseconds
+  const message_attributes* attributes = nullptr; // none if null
 };
 
 /// What a receive or a visibility change writes for one message.
@@ -51,6 +55,7 @@ struct queue_record {
   int64_t visible_at = 0; // Unix milliseconds
   int32_t receive_count = 0;
   std::string receipt; // "" before the first delivery
+  message_attributes attributes;
 };
 
 /// One queue's rows in one database file. Several queues may share a file;
@@ -58,12 +63,14 @@ struct queue_record {
 /// the file, the queue, the operation and what SQLite said.
 class queue_store {
 public:
-  /// The schema this build writes and reads (`PRAGMA user_version`).
-  static constexpr int32_t schema_version = 1;
+  /// The schema this build writes and reads (`PRAGMA user_version`); a
+  /// version 1 file (no attributes column) is upgraded when opened.
+  static constexpr int32_t schema_version = 2;
 
   /// Opens or creates the database at `path` and counts a new incarnation of
   /// `queue` in it. Refuses a file that is not a ghscale queue store or has
-  /// another schema version.
+  /// another schema version, and one another process has open: one writer
+  /// per file (errc::invalid_config naming the file and the holder's pid).
   static caf::expected<queue_store> open(const std::string& path,
                                          const std::string& queue,
                                          store_sync sync = store_sync::full);
@@ -101,7 +108,8 @@ private:
   using statement = std::unique_ptr<sqlite3_stmt, statement_finalizer>;
   class transaction;
 
-  queue_store(std::string path, std::string queue, connection db);
+  queue_store(std::string path, std::string queue, connection db,
+              std::shared_ptr<file_lock> lock);
 
   caf::error failure(const std::string& operation) const;
   caf::error exec(const char* sql, const std::string& operation);
@@ -118,6 +126,7 @@ private:
   std::string path_;
   std::string queue_;
   int64_t incarnation_ = 0;
+  std::shared_ptr<file_lock> lock_; // released after the connection closed
   // Declared before the statements, so they are finalized before it closes.
   connection db_;
   statement begin_;
