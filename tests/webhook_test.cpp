@@ -1,6 +1,7 @@
 // The webhook decision: signatures (GitHub's documented vector, rotation),
 // limits, event and action filtering, the allow-list, and the queue message.
 #include "transport/webhook.hpp"
+#include "transport/url.hpp"
 
 #include "transport/digest.hpp"
 #include "transport/workflow_job.hpp"
@@ -95,6 +96,47 @@ TEST_F(WebhookTest, SignedQueuedJobBecomesTheLambdaMessage) {
   EXPECT_EQ(back->repository, ev.repository);
   EXPECT_EQ(back->labels, ev.labels);
   EXPECT_EQ(back->installation_id, 99);
+}
+
+// GitHub's `content_type=form` sends payload=<url-encoded JSON>, signed as
+// sent: the job is read from the field, the signature checked on the body.
+TEST_F(WebhookTest, FormEncodedDeliveryIsReadFromItsPayloadField) {
+  auto ev = sample_job();
+  auto body = form_encode({{"payload", to_webhook_payload(ev)}});
+  auto req = delivery(body, "current-secret");
+  req.headers[0].value = "application/x-www-form-urlencoded";
+  auto d = decide(req);
+  EXPECT_EQ(d.status, 202) << d.response;
+  ASSERT_TRUE(d.message);
+  EXPECT_EQ(*d.message, to_lambda_message(ev));
+  // Signed over the JSON instead of the body as sent: refused.
+  req.headers[3].value = sign("current-secret", to_webhook_payload(ev));
+  EXPECT_EQ(decide(req).outcome, "bad_signature");
+  // Signed, but no payload field.
+  auto empty = delivery("other=1", "current-secret");
+  empty.headers[0].value = "application/x-www-form-urlencoded; charset=utf-8";
+  auto refused = decide(empty);
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_EQ(refused.outcome, "malformed");
+  EXPECT_NE(refused.response.find("payload"), std::string::npos) << refused.response;
+}
+
+// A second X-Hub-Signature-256, whichever of the two is right, is not a
+// delivery GitHub signed once: a proxy might judge by the other one.
+TEST_F(WebhookTest, ADuplicateSignatureHeaderIsRefused) {
+  auto body = to_webhook_payload(sample_job());
+  for (bool right_first : {true, false}) {
+    auto req = delivery(body, "current-secret");
+    http_header wrong{"x-hub-signature-256", sign("someone-else", body)};
+    if (right_first)
+      req.headers.push_back(wrong);
+    else
+      req.headers.insert(req.headers.begin(), wrong);
+    auto d = decide(req);
+    EXPECT_EQ(d.status, 401);
+    EXPECT_EQ(d.outcome, "bad_signature");
+    EXPECT_FALSE(d.message);
+  }
 }
 
 TEST_F(WebhookTest, InProgressAndCompletedAreForwardedWithTheirRunner) {
