@@ -2,7 +2,9 @@
 //
 // Exit codes: 0 success (or a clean drain after SIGTERM/SIGINT); 1 the
 // supervision tree gave up (so systemd restarts us with its backoff) or a
-// simulation broke an invariant; 2 bad usage or configuration.
+// simulation broke an invariant; 2 bad usage or configuration; 3 a drain
+// that ran past its budget.
+#include "actors/clock.hpp"
 #include "actors/log.hpp"
 #include "actors/metrics.hpp"
 #include "actors/node.hpp"
@@ -40,14 +42,18 @@ const char* usage = R"(usage:
       embedded default configuration (conf/simulate.toml) and trace
       (conf/traces/burst-500.jsonl). Exits 1 if a job was lost, a job got two
       runners, or a pool went over its cap.
-  ghscale check-config FILE
+  ghscale check-config [--values-only] FILE
       Validate FILE strictly and print the resolved configuration (secrets
-      masked).
+      masked). Checks what `run` needs: every referenced file (App keys,
+      webhook secrets, TLS pairs, CA bundle) is read and parsed, storage
+      directories are writable. --values-only checks the values alone, for
+      a config meant for another machine. Exits 0 valid, 2 invalid.
   ghscale run --config FILE [--trace FILE]
       Run the service against the backends FILE names: remote (SQS, EC2 +
       SSM, GitHub REST) or embedded (in-process). SIGTERM/SIGINT drain it
-      gracefully (exit 0). With the embedded backends, --trace feeds a
-      workload in real time.
+      gracefully: exit 0 when the drain finished within its budget, 3 when
+      it ran past it. With the embedded backends, --trace feeds a workload
+      in real time.
 )";
 
 struct options {
@@ -55,6 +61,7 @@ struct options {
   std::string config_file;
   std::string trace_file;
   bool json = false;
+  bool values_only = false;
 };
 
 std::optional<options> parse_args(int argc, char** argv) {
@@ -81,6 +88,8 @@ std::optional<options> parse_args(int argc, char** argv) {
       opts.trace_file = *v;
     } else if (arg == "--json") {
       opts.json = true;
+    } else if (arg == "--values-only" && opts.command == "check-config") {
+      opts.values_only = true;
     } else if (opts.command == "check-config" && opts.config_file.empty()
                && arg.rfind("--", 0) != 0) {
       opts.config_file = arg;
@@ -107,6 +116,11 @@ uint64_t process_seed() {
   return (static_cast<uint64_t>(device()) << 32) ^ device() ^ wall
          ^ (static_cast<uint64_t>(getpid()) << 16);
 }
+
+/// Exit codes: 0 success or a clean drain, 1 the supervision tree gave up
+/// or a simulation broke an invariant, 2 bad usage, configuration or a
+/// missing credential, 3 a drain that ran past its budget.
+constexpr int exit_drain_incomplete = 3;
 
 int fail(const caf::error& err) {
   std::cerr << "ghscale: " << describe(err) << "\n";
@@ -138,7 +152,9 @@ int check_config(const options& opts) {
     std::cerr << usage;
     return 2;
   }
-  auto cfg = load_config_file(opts.config_file);
+  auto cfg = load_config_file(opts.config_file, opts.values_only
+                                                  ? config_checks::values
+                                                  : config_checks::files);
   if (!cfg)
     return fail(cfg.error());
   std::cout << render_config(*cfg);
@@ -174,23 +190,18 @@ void stop_world(const embedded_world& world) {
     caf::anon_send_exit(q, caf::exit_reason::user_shutdown);
 }
 
-/// The webhook, metrics and health listener, if `server.listen` is set.
-/// Ready means: every queue answers, the supervision tree is up, and AWS
-/// credentials resolve (when something on AWS is remote).
-caf::expected<std::unique_ptr<ops_server>>
-start_listener(caf::actor_system& sys, const config& cfg, const backends& b,
-               const node_handles& node, const aws_credentials_actor& credentials,
-               metrics_ptr stats) {
-  if (cfg.server.listen.empty())
-    return std::unique_ptr<ops_server>{};
+/// What the listener serves, once the node is up: the webhook (if a queue
+/// takes it), metrics, and readiness: every queue answers, the supervision
+/// tree is up, and AWS credentials resolve (when something on AWS is remote).
+ops_server_setup listener_setup(caf::actor_system& sys, const config& cfg,
+                                const backends& b, const node_handles& node,
+                                const aws_credentials_actor& credentials,
+                                std::vector<secret_string> secrets) {
   constexpr auto probe_timeout = std::chrono::seconds(2);
   ops_server_setup setup;
   setup.cfg = cfg.server;
   if (!cfg.server.webhook_queue.empty()) {
-    auto secrets = load_webhook_secrets(cfg.server.webhook_secret_files);
-    if (!secrets)
-      return secrets.error();
-    setup.secrets = std::move(*secrets);
+    setup.secrets = std::move(secrets);
     setup.webhook_queue = b.queues.at(cfg.server.webhook_queue);
   }
   for (auto& [name, queue] : b.queues)
@@ -198,7 +209,7 @@ start_listener(caf::actor_system& sys, const config& cfg, const backends& b,
   setup.readiness.push_back(supervision_up(sys, node.node, probe_timeout));
   if (credentials)
     setup.readiness.push_back(credentials_usable(sys, credentials, probe_timeout));
-  return start_ops_server(sys, std::move(setup), std::move(stats));
+  return setup;
 }
 
 int run(const options& opts) {
@@ -214,7 +225,7 @@ int run(const options& opts) {
     std::cerr << "ghscale run: --config FILE is required\n" << usage;
     return 2;
   }
-  auto cfg = load_config_file(opts.config_file);
+  auto cfg = load_config_file(opts.config_file, config_checks::files);
   if (!cfg)
     return fail(cfg.error());
   log::configure(cfg->logging.level, cfg->logging.format);
@@ -229,6 +240,23 @@ int run(const options& opts) {
                                     opts.trace_file + ": \"restart\" entries are "
                                     "replayed by `ghscale simulate` only"));
     trace = std::move(*parsed);
+  }
+  // The listener binds before anything else is opened (a durable queue's
+  // store is locked by whoever opens it): a second instance on the same
+  // port stops here, holding nothing.
+  std::vector<secret_string> secrets;
+  if (!cfg->server.webhook_queue.empty()) {
+    auto loaded = load_webhook_secrets(cfg->server.webhook_secret_files);
+    if (!loaded)
+      return fail(loaded.error());
+    secrets = std::move(*loaded);
+  }
+  std::unique_ptr<http_server> listener;
+  if (!cfg->server.listen.empty()) {
+    auto bound = bind_ops_listener(cfg->server);
+    if (!bound)
+      return fail(bound.error());
+    listener = std::move(*bound);
   }
   caf::actor_system_config sys_cfg;
   register_types(sys_cfg);
@@ -257,8 +285,12 @@ int run(const options& opts) {
     stop_backends();
     return fail(node.error());
   }
-  auto server = start_listener(sys, *cfg, world->wiring, *node, remote->credentials,
-                               stats);
+  caf::expected<std::unique_ptr<ops_server>> server{std::unique_ptr<ops_server>{}};
+  if (listener)
+    server = start_ops_server(sys,
+                              listener_setup(sys, *cfg, world->wiring, *node,
+                                             remote->credentials, std::move(secrets)),
+                              std::move(listener), stats);
   if (!server) {
     caf::anon_send_exit(node->node, caf::exit_reason::user_shutdown);
     stop_backends();
@@ -281,13 +313,23 @@ int run(const options& opts) {
     if (sig == SIGTERM || sig == SIGINT) {
       log::info("signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       caf::scoped_actor self{sys};
-      self->request(node->node, cfg->timeouts.drain + std::chrono::seconds(10),
+      self->request(node->node, cfg->timeouts.drain + std::chrono::seconds(5),
                     atom::drain_v)
-        .receive([](bool) { log::info("drained"); },
-                 [&](caf::error& err) {
-                   log::error("drain failed", {{"error", describe(err)}});
-                   exit_code = 1;
-                 });
+        .receive(
+          [&](bool in_time) {
+            if (in_time) {
+              log::info("drained");
+              return;
+            }
+            log::error("drain ran past its budget: what was left goes back "
+                       "to its queue after its visibility timeout",
+                       {{"budget_ms", to_ms(cfg->timeouts.drain)}});
+            exit_code = exit_drain_incomplete;
+          },
+          [&](caf::error& err) {
+            log::error("drain failed", {{"error", describe(err)}});
+            exit_code = exit_drain_incomplete;
+          });
       break;
     }
     if (node_down) {

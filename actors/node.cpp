@@ -44,6 +44,10 @@ struct node_state {
   /// capacity or budget) and the GitHub Apps (queued registrations).
   std::vector<drain_actor> holders;
   bool draining = false;
+  /// Everything drained within the budget (the drain's answer).
+  bool drained_in_time = true;
+  /// Scalers, Apps and the poll loops still draining.
+  size_t drains_left = 0;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
   static inline const char* name = "node";
 };
@@ -65,9 +69,10 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
     auto& st = self->state;
     if (st.draining) {
       for (auto& rp : st.drain_waiters)
-        rp.deliver(true);
+        rp.deliver(st.drained_in_time);
       st.drain_waiters.clear();
-      log::info("stopped", {{"reason", "drained"}});
+      log::info("stopped", {{"reason", st.drained_in_time ? "drained"
+                                                           : "drain budget spent"}});
       self->quit(caf::exit_reason::user_shutdown);
       return;
     }
@@ -95,20 +100,29 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       // outcome comes: scalers give back the jobs still waiting, GitHub Apps
       // fail the registrations still queued (the launcher terminates those
       // instances and their jobs go back too), decisions under way finish.
-      // Whatever is unfinished goes back to its queue.
+      // Whatever is unfinished goes back to its queue. The tree stops once
+      // all of them are done or the budget is spent.
+      st.drains_left = st.holders.size() + 1;
+      auto one_done = [=] {
+        if (--self->state.drains_left == 0)
+          stop_tree();
+      };
+      auto over_budget = [=](const char* what, const caf::error& err) {
+        self->state.drained_in_time = false;
+        log::warn(what, {{"error", self->system().render(err)}});
+      };
       for (auto& holder : st.holders)
         self->request(holder, drain_timeout, atom::drain_v, give_back_after)
-          .then([](bool) {},
+          .then([=](bool) { one_done(); },
                 [=](caf::error& err) {
-                  log::warn("a drain did not answer",
-                            {{"error", self->system().render(err)}});
+                  over_budget("a scaler or App did not drain in time", err);
+                  one_done();
                 });
-      self->request(st.registry, drain_timeout + std::chrono::seconds(5), atom::drain_v)
-        .then([=](bool) { stop_tree(); },
+      self->request(st.registry, drain_timeout, atom::drain_v)
+        .then([=](bool) { one_done(); },
               [=](caf::error& err) {
-                log::warn("poll loops did not drain in time",
-                          {{"error", self->system().render(err)}});
-                stop_tree();
+                over_budget("poll loops did not drain in time", err);
+                one_done();
               });
       return rp;
     },

@@ -456,7 +456,8 @@ using job_retry_actor = caf::typed_actor<
 
 /// The process root: startup order, supervision, ordered shutdown.
 using node_actor = caf::typed_actor<
-  // Ordered, graceful drain; answers when everything has stopped.
+  // Ordered, graceful drain within timeouts.drain; answers when everything
+  // has stopped: true if everything drained within that budget.
   caf::replies_to<atom::drain>::with<bool>,
   // Children and their restart counts.
   caf::replies_to<atom::status>::with<node_status>,

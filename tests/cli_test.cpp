@@ -3,6 +3,8 @@
 // through pipes, and bounds how long it may run. A child still running at the
 // bound is killed with SIGKILL and the test fails: the bound catches hangs, it
 // is not a timing assertion.
+#include "transport/files.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -22,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -403,13 +406,157 @@ bool shows_secret(const std::string& text) {
 
 TEST(Cli, CheckConfigPrintsTomlThatReadsBackTheSame) {
   scratch_dir dir;
-  auto first = run_ghscale({"check-config", source_file("conf/ghscale.example.toml")});
+  auto first = run_ghscale({"check-config", "--values-only",
+                            source_file("conf/ghscale.example.toml")});
   ASSERT_EQ(first.exit_code, 0) << first.describe();
   EXPECT_TRUE(first.err.empty()) << first.err;
   ASSERT_TRUE(contains(first.out, "[[pools]]")) << first.out;
-  auto again = run_ghscale({"check-config", dir.write("resolved.toml", first.out)});
+  auto again = run_ghscale({"check-config", "--values-only",
+                            dir.write("resolved.toml", first.out)});
   ASSERT_EQ(again.exit_code, 0) << again.describe();
   EXPECT_EQ(again.out, first.out);
+}
+
+/// The 1-based line of `file`'s text on which `key = ` is set.
+int line_of(const std::string& text, const std::string& key) {
+  auto at = text.find("\n" + key + " = ");
+  if (at == std::string::npos)
+    throw std::runtime_error("no key " + key);
+  return 2 + static_cast<int>(std::count(text.begin(),
+                                         text.begin() + static_cast<std::ptrdiff_t>(at),
+                                         '\n'));
+}
+
+TEST(Cli, CheckConfigReadsTheFilesTheExampleNames) {
+  // The example names /etc/ghscale files this machine lacks: only
+  // --values-only passes it, and the plain check names the first one.
+  auto example = source_file("conf/ghscale.example.toml");
+  auto text = ghscale::read_file(example).value_or("");
+  auto result = run_ghscale({"check-config", example});
+  EXPECT_EQ(result.exit_code, 2) << result.describe();
+  auto where = example + ":" + std::to_string(line_of(text, "tls_cert_file")) + ":";
+  EXPECT_TRUE(contains(result.err, where + "1: server.tls_cert_file: cannot read "
+                                           "/etc/ghscale/tls/cert.pem"))
+    << where << "\n" << result.err;
+  EXPECT_TRUE(result.out.empty()) << result.out;
+}
+
+/// A listener serving the webhook into the service config's queue.
+std::string server_table(const std::string& secret_file, const std::string& tls = "",
+                         const std::string& listen = "127.0.0.1:0") {
+  return "[server]\nlisten = \"" + listen + "\"\n" + tls
+         + "webhook_queue = \"webhook-jobs\"\n"
+           "webhook_secret_files = [\"" + secret_file + "\"]\n";
+}
+
+/// A self-signed certificate and its key, or nothing if the openssl
+/// command cannot make one.
+std::optional<std::pair<std::string, std::string>>
+make_certificate(const scratch_dir& dir, const std::string& name) {
+  auto cert = dir.path(name + "-cert.pem");
+  auto key = dir.path(name + "-key.pem");
+  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-keyout " + key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0)
+    return std::nullopt;
+  return std::pair{cert, key};
+}
+
+TEST(Cli, CheckConfigAndRunRefuseTheSameFilesWithFileAndLine) {
+  scratch_dir dir;
+  auto secret = dir.write("webhook-secret", "s3cret-webhook\n");
+  auto not_a_key = dir.write("bad.pem", "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n"
+                                        "-----END RSA PRIVATE KEY-----\n");
+  auto first = make_certificate(dir, "first");
+  auto second = make_certificate(dir, "second");
+  if (!first || !second)
+    GTEST_SKIP() << "the openssl command cannot make a test certificate";
+  auto tls = [](const std::string& cert, const std::string& key) {
+    return "tls_cert_file = \"" + cert + "\"\ntls_key_file = \"" + key + "\"\n";
+  };
+  struct bad_case {
+    std::string config;
+    std::string key;     // the key whose line the error names
+    std::string message; // what it says about it
+  };
+  auto missing = dir.path("nowhere/file");
+  std::vector<bad_case> cases{
+    {service_config(remote_part::github_app_key_file, "", missing), "private_key_file",
+     "github_apps[0].private_key_file: cannot read " + missing
+       + ": No such file or directory"},
+    {service_config(remote_part::github_app_key_file, "", not_a_key), "private_key_file",
+     "github_apps[0].private_key_file: " + not_a_key + ": GitHub App private key: "
+       "not a PEM RSA key"},
+    {service_config(remote_part::github_app_key_file, "", dir.path("")),
+     "private_key_file", "is a directory"},
+    {service_config(remote_part::none, server_table(missing)), "webhook_secret_files",
+     "server.webhook_secret_files[0]: webhook secret file " + missing + ": cannot read"},
+    {service_config(remote_part::none,
+                    server_table(secret, tls(missing, first->second))),
+     "tls_cert_file", "server.tls_cert_file: cannot read " + missing},
+    {service_config(remote_part::none,
+                    server_table(secret, tls(first->first, not_a_key))),
+     "tls_key_file", "server.tls_key_file: " + not_a_key + ": not a PEM private key"},
+    {service_config(remote_part::none,
+                    server_table(secret, tls(first->first, second->second))),
+     "tls_key_file",
+     "server.tls_key_file: " + second->second + " does not match the certificate in "
+       + first->first},
+    {service_config(remote_part::none, "[http]\nca_bundle = \"" + not_a_key + "\"\n"),
+     "ca_bundle", "http.ca_bundle: " + not_a_key + ": no PEM certificate in it"},
+    {service_config(remote_part::none, server_table(secret, "", "127.0.0.1:99999")),
+     "listen", "server.listen"},
+  };
+  // A durable queue whose directory is missing.
+  auto storage = service_config();
+  auto embedded = std::string{"name = \"webhook-jobs\"\nbackend = \"embedded\"\n"};
+  storage.insert(storage.find(embedded) + embedded.size(),
+                 "storage = \"" + dir.path("no-dir/jobs.db") + "\"\n");
+  cases.push_back({storage, "storage",
+                   "directory " + dir.path("no-dir") + " of " + dir.path("no-dir/jobs.db")
+                     + " does not exist"});
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.message);
+    auto file = dir.write("bad.toml", c.config);
+    auto where = file + ":" + std::to_string(line_of(c.config, c.key)) + ":";
+    auto check = run_ghscale({"check-config", file});
+    EXPECT_EQ(check.exit_code, 2) << check.describe();
+    EXPECT_TRUE(contains(check.err, where)) << where << "\n" << check.describe();
+    EXPECT_TRUE(contains(check.err, c.message)) << check.describe();
+    EXPECT_TRUE(check.out.empty()) << check.out;
+    auto run = run_ghscale({"run", "--config", file});
+    EXPECT_EQ(run.exit_code, 2) << run.describe();
+    EXPECT_EQ(run.err, check.err) << "run and check-config disagree";
+    EXPECT_FALSE(contains(check.err + run.err, "c2VjcmV0LWJ5dGVz")) << run.describe();
+    EXPECT_FALSE(contains(check.err + run.err, "s3cret-webhook")) << run.describe();
+  }
+}
+
+TEST(Cli, CheckConfigPassesWhatRunStartsWith) {
+  scratch_dir dir;
+  auto secret = dir.write("webhook-secret", "s3cret-webhook\n");
+  auto cert = make_certificate(dir, "tls");
+  if (!cert)
+    GTEST_SKIP() << "the openssl command cannot make a test certificate";
+  auto text = service_config(remote_part::none,
+                             server_table(secret, "tls_cert_file = \"" + cert->first
+                                                    + "\"\ntls_key_file = \""
+                                                    + cert->second + "\"\n"));
+  auto embedded = std::string{"name = \"webhook-jobs\"\nbackend = \"embedded\"\n"};
+  text.insert(text.find(embedded) + embedded.size(),
+              "storage = \"" + dir.path("jobs.db") + "\"\n");
+  auto cfg = dir.write("good.toml", text);
+  auto check = run_ghscale({"check-config", cfg});
+  ASSERT_EQ(check.exit_code, 0) << check.describe();
+  child_process service{ghscale_args({"run", "--config", cfg})};
+  ASSERT_EQ(service.start_error(), "");
+  ASSERT_TRUE(service.wait_for_stderr([](const std::string& log) {
+    return contains(log, "msg=\"running\"");
+  })) << service.err();
+  service.send(SIGTERM);
+  auto result = service.finish();
+  EXPECT_EQ(result.exit_code, 0) << result.describe();
+  EXPECT_FALSE(contains(result.err, "s3cret-webhook")) << result.describe();
 }
 
 TEST(Cli, CheckConfigNamesFileLineAndUnknownKey) {
@@ -616,42 +763,28 @@ TEST(Cli, RunWithoutConfigIsUsageError) {
   EXPECT_TRUE(contains(result.err, "usage:")) << result.err;
 }
 
-TEST(Cli, RunRefusesToStartWithoutAUsableAppKey) {
+TEST(Cli, RunRefusesToStartWithoutCredentialsForAnAppKeyInSsm) {
   // No AWS credential anywhere: not in the environment, no shared files
-  // (HOME is the scratch directory), no instance metadata.
+  // (HOME is the scratch directory), no instance metadata. check-config
+  // passes (it reads files, it does not call AWS); run names what it tried.
+  // (Key files check-config refuses as run does: see
+  // CheckConfigAndRunRefuseTheSameFilesWithFileAndLine.)
   scratch_dir dir;
   for (auto var : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                    "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"})
     unsetenv(var);
   setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
   setenv("HOME", (dir.write("marker", "") + "-no-home").c_str(), 1);
-  auto not_a_key = dir.write("bad.pem", "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n"
-                                        "-----END RSA PRIVATE KEY-----\n");
-  struct key_case {
-    remote_part part;
-    std::string key_file;
-    std::vector<std::string> messages;
-  };
-  for (auto& [part, key_file, messages] : {
-         key_case{remote_part::github_app_key_file, dir.write("x", "") + ".missing",
-                  {"GitHub App 'local-app'", "cannot read private_key_file"}},
-         key_case{remote_part::github_app_key_file, not_a_key,
-                  {"GitHub App 'local-app'", "not a PEM RSA key"}},
-         key_case{remote_part::github_app_key_parameter, "",
-                  {"private_key_parameter /ghscale/app-key", "no AWS credentials",
-                   "AWS_ACCESS_KEY_ID", "IMDS"}}}) {
-    SCOPED_TRACE(messages.back());
-    auto cfg = dir.write("remote.toml", service_config(part, "", key_file));
-    auto check = run_ghscale({"check-config", cfg});
-    ASSERT_EQ(check.exit_code, 0) << "the config must itself be valid: "
-                                  << check.describe();
-    auto result = run_ghscale({"run", "--config", cfg});
-    EXPECT_EQ(result.exit_code, 2) << result.describe();
-    for (auto& message : messages)
-      EXPECT_TRUE(contains(result.err, message)) << message << "\n" << result.describe();
-    EXPECT_FALSE(contains(result.err, "c2VjcmV0LWJ5dGVz")) << result.describe();
-    EXPECT_FALSE(contains(result.err, "msg=\"running\"")) << result.describe();
-  }
+  auto cfg = dir.write("remote.toml",
+                       service_config(remote_part::github_app_key_parameter));
+  auto check = run_ghscale({"check-config", cfg});
+  EXPECT_EQ(check.exit_code, 0) << check.describe();
+  auto result = run_ghscale({"run", "--config", cfg});
+  EXPECT_EQ(result.exit_code, 2) << result.describe();
+  for (auto message : {"private_key_parameter /ghscale/app-key", "no AWS credentials",
+                       "AWS_ACCESS_KEY_ID", "IMDS"})
+    EXPECT_TRUE(contains(result.err, message)) << message << "\n" << result.describe();
+  EXPECT_FALSE(contains(result.err, "msg=\"running\"")) << result.describe();
 }
 
 TEST(Cli, RunNamesAnUnreadableTrace) {

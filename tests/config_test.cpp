@@ -430,13 +430,25 @@ TEST(ConfigValidation, QueueValues) {
     {queue("backend = \"remote\""), "t.toml:14:1: queues[2].url: ",
      "required for a remote queue"},
     {queue("url = \"sqs://queue\""), "t.toml:16:1: queues[2].url: ",
-     "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
+     "invalid URL 'sqs://queue': scheme must be http or https"},
+    {queue("url = \"https://\""), "t.toml:16:1: queues[2].url: ",
+     "invalid URL 'https://': no host"},
+    {queue("url = \"https:///q\""), "t.toml:16:1: queues[2].url: ", "no host"},
     {queue("url = \"http://sqs.example/q\""), "t.toml:16:1: queues[2].url: ",
      "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
     {queue("url = \"https://key:secret@sqs.example/q\""), "t.toml:16:1: queues[2].url: ",
-     "must not contain credentials"},
+     "credentials in URLs are not accepted"},
   });
   EXPECT_TRUE(parse_config(queue("wait_time = \"0s\""), "t.toml"));
+  // Schemes and hosts are case-insensitive.
+  for (auto url : {"HTTPS://sqs.example/q", "Https://SQS.example/q", "HTTP://LOCALHOST:9324/q"}) {
+    auto cfg = parse_config(queue(std::string{"url = \""} + url + "\"\nbackend = \"remote\""),
+                            "t.toml");
+    EXPECT_TRUE(cfg) << url << ": " << error_text(cfg);
+  }
+  auto secret_url = parse_config(queue("url = \"https://key:s3cr3t@sqs.example/q\""), "t.toml");
+  ASSERT_FALSE(secret_url);
+  EXPECT_EQ(error_text(secret_url).find("s3cr3t"), std::string::npos) << error_text(secret_url);
 }
 
 TEST(ConfigValidation, PollLoopsReaperJobRetryAndServer) {
@@ -498,6 +510,8 @@ TEST(ConfigValidation, PoolValues) {
      "must not be empty"},
     {replace_line("labels = [\"x\"]", "labels = [\"x\", \"\"]"),
      "t.toml:12:1: pools[0].labels[1]: ", "must not be empty"},
+    {replace_line("labels = [\"x\"]", "labels = [\"x\", \" \\t \"]"),
+     "t.toml:12:1: pools[0].labels[1]: ", "must not be empty or blank"},
     {replace_line("labels = [\"x\"]", "# no labels"), "t.toml:8:1: pools[0].labels: ",
      "must not be empty"},
     {replace_line("instance_types = [\"m5.large\"]", "instance_types = []"),
@@ -536,11 +550,13 @@ TEST(ConfigValidation, GitHubAppValues) {
      "t.toml:14:1: github_apps[1]: ", "exactly one of private_key_file"},
     {app("app_id = -1"), "t.toml:16:1: github_apps[1].app_id: ", "must be >= 0"},
     {app("base_url = \"http://api.github.com\""), "t.toml:16:1: github_apps[1].base_url: ",
-     "must start with https://"},
+     "must be an https:// URL"},
     {app("base_url = \"http://localhost.example.com\""),
-     "t.toml:16:1: github_apps[1].base_url: ", "must start with https://"},
+     "t.toml:16:1: github_apps[1].base_url: ", "must be an https:// URL"},
     {app("base_url = \"https://x-access-token:ghs_abc@github.example/api/v3\""),
-     "t.toml:16:1: github_apps[1].base_url: ", "must not contain credentials"},
+     "t.toml:16:1: github_apps[1].base_url: ", "credentials in URLs are not accepted"},
+    {app("base_url = \"https://\""), "t.toml:16:1: github_apps[1].base_url: ", "no host"},
+    {app("base_url = \"\""), "t.toml:16:1: github_apps[1].base_url: ", "must be set"},
     {app("max_concurrency = 0"), "t.toml:16:1: github_apps[1].max_concurrency: ",
      "must be within 1..100 (got 0)"},
     {app("max_concurrency = 101"), "t.toml:16:1: github_apps[1].max_concurrency: ",
@@ -573,7 +589,7 @@ TEST(ConfigValidation, SectionValues) {
   expect_rejections({
     {section("[aws]\nregion = \"\""), "t.toml:15:1: aws.region: ", "must be set"},
     {section("[aws]\nec2_endpoint = \"ec2.local\""), "t.toml:15:1: aws.ec2_endpoint: ",
-     "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"},
+     "invalid URL 'ec2.local': no scheme"},
     {section("[aws]\nparameter_prefix = \"ghscale\""),
      "t.toml:15:1: aws.parameter_prefix: ", "must start with '/'"},
     {section("[aws]\nssm_throughput = 0"), "t.toml:15:1: aws.ssm_throughput: ",

@@ -1,7 +1,11 @@
 #include "transport/config_file.hpp"
 
+#include "transport/config_files.hpp"
+#include "transport/http_server.hpp"
+
 #include "transport/files.hpp"
 #include "transport/idle_schedule.hpp"
+#include "transport/url.hpp"
 
 #include <toml++/toml.h>
 
@@ -469,6 +473,14 @@ fields_of<Fields, server_config> visit_fields(Visitor& f, Fields& x) {
   f("allowed_repositories", x.allowed_repositories);
   f("max_body_bytes", x.max_body_bytes);
   f("threads", x.threads);
+  f("max_connections", x.max_connections);
+  f("max_connections_per_client", x.max_connections_per_client);
+  f("max_headers", x.max_headers);
+  f("max_header_bytes", x.max_header_bytes);
+  f("max_request_line", x.max_request_line);
+  f("head_timeout", x.head_timeout);
+  f("body_timeout", x.body_timeout);
+  f("keep_alive_timeout", x.keep_alive_timeout);
 }
 
 template <class Visitor, class Fields>
@@ -635,44 +647,33 @@ void require_entries(diagnostics& diag, const std::string& path,
                      const std::vector<std::string>& xs) {
   diag.require(!xs.empty(), path, "must not be empty");
   for (size_t i = 0; i < xs.size(); ++i)
-    diag.require(!xs[i].empty(), element_path(path, i), "must not be empty");
+    diag.require(xs[i].find_first_not_of(" \t\r\n") != std::string::npos,
+                 element_path(path, i), "must not be empty or blank");
 }
 
 bool starts_with(const std::string& x, const std::string& prefix) {
   return x.compare(0, prefix.size(), prefix) == 0;
 }
 
-/// True for http(s) URLs whose authority carries `user:password@`:
-/// credentials do not belong in the configuration, so none ever prints.
-bool has_credentials(const std::string& url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos)
-    return false;
-  auto authority = url.substr(scheme_end + 3);
-  return authority.substr(0, authority.find('/')).find('@')
-         != std::string::npos;
-}
-
-bool is_loopback_http(const std::string& url) {
-  for (std::string host : {"http://127.0.0.1", "http://localhost"})
-    if (starts_with(url, host)
-        && (url.size() == host.size() || url[host.size()] == ':'
-            || url[host.size()] == '/'))
-      return true;
-  return false;
-}
-
 /// An endpoint or queue URL: optional, https (plain http only on loopback,
-/// for local peers: bodies carry runner configs), no credentials.
+/// for local peers: bodies carry runner configs), a host, no credentials.
+/// The scheme and host are case-insensitive, as in any URL.
 void require_url(diagnostics& diag, const std::string& path,
                  const std::string& url) {
   if (url.empty())
     return;
-  if (!starts_with(url, "https://") && !is_loopback_http(url))
+  auto parts = parse_url(url);
+  if (!parts) {
+    diag.error(path, context_of(parts.error()));
+    return;
+  }
+  auto host = parts->host;
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  bool loopback = host == "127.0.0.1" || host == "localhost" || host == "[::1]";
+  if (parts->scheme != "https" && !loopback)
     diag.error(path, "must be an https:// URL (http:// only for 127.0.0.1 or "
                      "localhost)");
-  else if (has_credentials(url))
-    diag.error(path, "must not contain credentials");
 }
 
 /// Names must be set and unique within their list.
@@ -746,11 +747,9 @@ void check_app(const github_app_config& app, size_t index, diagnostics& diag) {
   } else {
     require_at_least(diag, key("app_id"), app.app_id, 0);
   }
-  if (!starts_with(app.base_url, "https://") && !is_loopback_http(app.base_url))
-    diag.error(key("base_url"), "must start with https:// (http:// only for "
-                                "127.0.0.1 or localhost)");
-  else if (has_credentials(app.base_url))
-    diag.error(key("base_url"), "must not contain credentials");
+  if (app.base_url.empty())
+    diag.error(key("base_url"), "must be set");
+  require_url(diag, key("base_url"), app.base_url);
   require_within(diag, key("max_concurrency"), app.max_concurrency, 1, 100);
   require_at_least(diag, key("writes_per_minute"), app.writes_per_minute, 1);
   require_at_least(diag, key("points_per_minute"), app.points_per_minute, 1);
@@ -836,9 +835,9 @@ void check_server(const config& cfg, diagnostics& diag) {
   auto& srv = cfg.server;
   if (srv.listen.empty())
     return;
-  auto colon = srv.listen.rfind(':');
-  diag.require(colon != std::string::npos && colon + 1 < srv.listen.size(),
-               "server.listen", "must be host:port (e.g. \"0.0.0.0:8080\")");
+  if (auto addr = parse_listen(srv.listen); !addr)
+    diag.error("server.listen", context_of(addr.error())
+                                  + " (e.g. \"0.0.0.0:8080\")");
   if (srv.tls_cert_file.empty() != srv.tls_key_file.empty())
     diag.error("server", "tls_cert_file and tls_key_file go together");
   diag.require(starts_with(srv.webhook_path, "/"), "server.webhook_path",
@@ -852,6 +851,19 @@ void check_server(const config& cfg, diagnostics& diag) {
   require_within(diag, "server.max_body_bytes", srv.max_body_bytes, 1024,
                  25 * 1024 * 1024);
   require_within(diag, "server.threads", srv.threads, 1, 256);
+  require_within(diag, "server.max_connections", srv.max_connections, 1, 65535);
+  require_within(diag, "server.max_connections_per_client",
+                 srv.max_connections_per_client, 1, srv.max_connections);
+  require_within(diag, "server.max_headers", srv.max_headers, 8, 10000);
+  require_within(diag, "server.max_header_bytes", srv.max_header_bytes, 1024,
+                 1024 * 1024);
+  require_within(diag, "server.max_request_line", srv.max_request_line, 256,
+                 64 * 1024);
+  for (auto [key, value] : {std::pair{"server.head_timeout", srv.head_timeout},
+                            std::pair{"server.body_timeout", srv.body_timeout},
+                            std::pair{"server.keep_alive_timeout",
+                                      srv.keep_alive_timeout}})
+    require_positive(diag, key, value);
 }
 
 void check_sections(const config& cfg, diagnostics& diag) {
@@ -1119,7 +1131,8 @@ std::string format_duration(caf::timespan x) {
 }
 
 caf::expected<config> parse_config(const std::string& text,
-                                   const std::string& source) {
+                                   const std::string& source,
+                                   config_checks checks) {
   diagnostics diag{source};
   toml::table document;
   try {
@@ -1136,12 +1149,18 @@ caf::expected<config> parse_config(const std::string& text,
   // Values are only worth checking once every one of them has been read.
   if (diag.empty())
     check_config(cfg, diag);
+  // Files are only worth reading once the values that name them hold.
+  if (diag.empty() && checks == config_checks::files)
+    check_referenced_files(cfg, [&](const std::string& key, const std::string& what) {
+      diag.error(key, what);
+    });
   if (!diag.empty())
     return diag.to_error();
   return cfg;
 }
 
-caf::expected<config> load_config_file(const std::string& path) {
+caf::expected<config> load_config_file(const std::string& path,
+                                       config_checks checks) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored))
     return caf::make_error(errc::invalid_config, "cannot read config file '"
@@ -1151,7 +1170,7 @@ caf::expected<config> load_config_file(const std::string& path) {
     return caf::make_error(errc::invalid_config, "cannot read config file '"
                                                    + path + "': "
                                                    + std::strerror(errno));
-  return parse_config(*text, path);
+  return parse_config(*text, path, checks);
 }
 
 std::string render_config(const config& cfg) {

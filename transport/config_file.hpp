@@ -10,13 +10,20 @@
 
 namespace ghscale {
 
+/// What a load checks: the values alone, or also every file they name, as
+/// `ghscale run` will read it (transport/config_files.hpp): `check-config`
+/// and `run` check `files`, so that one refuses what the other would.
+enum class config_checks { values, files };
+
 /// Parses and validates TOML text; `source` names it in error messages.
 /// Errors: `errc::invalid_config` with the full message as context.
 caf::expected<config> parse_config(const std::string& text,
-                                   const std::string& source);
+                                   const std::string& source,
+                                   config_checks checks = config_checks::values);
 
 /// Reads and parses a file.
-caf::expected<config> load_config_file(const std::string& path);
+caf::expected<config> load_config_file(const std::string& path,
+                                       config_checks checks = config_checks::values);
 
 /// The resolved configuration (defaults filled in) as TOML, with secrets
 /// masked: what `ghscale check-config FILE` prints.
