@@ -184,15 +184,16 @@ void change_visibility(poller_pointer self, const context_ptr& ctx,
 /// Dead-letters poison messages, then deletes exactly those the dead-letter
 /// queue accepted.
 void dead_letter(poller_pointer self, const context_ptr& ctx,
-                 std::vector<queue_message> poison, countdown_ptr pending) {
+                 std::vector<std::pair<queue_message, std::string>> poison,
+                 countdown_ptr pending) {
   if (poison.empty()) {
     pending->tick();
     return;
   }
   std::vector<outgoing_message> letters;
   std::vector<std::string> receipts;
-  for (auto& msg : poison) {
-    letters.push_back(outgoing_message{std::move(msg.body), caf::timespan{0}});
+  for (auto& [msg, reason] : poison) {
+    letters.push_back(dead_letter_for(msg, ctx->queue.name, reason));
     receipts.push_back(std::move(msg.receipt));
   }
   auto n = letters.size();
@@ -227,7 +228,7 @@ void flush(poller_pointer self, const context_ptr& ctx) {
   std::vector<std::string> done;
   std::vector<visibility_change> retries;
   std::vector<visibility_change> parked;
-  std::vector<queue_message> poison;
+  std::vector<std::pair<queue_message, std::string>> poison; // with its reason
   for (auto& [held, outcome] : batch) {
     auto& msg = held.msg;
     log::debug("message outcome",
@@ -250,7 +251,7 @@ void flush(poller_pointer self, const context_ptr& ctx) {
                      {"loop", ctx->held.loop_id},
                      {"message_id", msg.message_id},
                      {"reason", outcome.reason}});
-          poison.push_back(msg);
+          poison.emplace_back(msg, outcome.reason);
         } else {
           log::error("poison message kept: no dead-letter queue",
                      {{"queue", ctx->queue.name},

@@ -52,6 +52,24 @@ std::string context_of(const caf::error& err) {
   return describe(err);
 }
 
+outgoing_message dead_letter_for(const queue_message& msg,
+                                 const std::string& source_queue,
+                                 const std::string& reason) {
+  constexpr size_t max_reason = 1024;
+  auto cut = std::min(reason.size(), max_reason);
+  // Back up over UTF-8 continuation bytes: SQS refuses invalid UTF-8.
+  while (cut < reason.size() && cut > 0
+         && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
+    --cut;
+  outgoing_message letter{msg.body, caf::timespan{0}, msg.attributes};
+  letter.attributes[dead_letter_attribute::reason] = reason.substr(0, cut);
+  letter.attributes[dead_letter_attribute::source_queue] = source_queue;
+  letter.attributes[dead_letter_attribute::source_message_id] = msg.message_id;
+  letter.attributes[dead_letter_attribute::receive_count]
+    = std::to_string(msg.receive_count);
+  return letter;
+}
+
 std::string to_string(owner_type x) {
   return x == owner_type::organization ? "Organization" : "User";
 }

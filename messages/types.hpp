@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,10 @@ typename Inspector::result_type inspect(Inspector& f, job_event& x) {
 
 // -- queues ------------------------------------------------------------------
 
+/// A message's attributes, name to value: SQS MessageAttributes of
+/// DataType String, a column of the embedded store.
+using message_attributes = std::map<std::string, std::string>;
+
 /// One message as received from a queue.
 struct queue_message {
   std::string message_id;
@@ -124,11 +129,12 @@ struct queue_message {
   std::string body;
   int32_t receive_count = 1; // ApproximateReceiveCount, 1 on first delivery
   caf::timespan sent_at{0};  // when it was first put on the queue
+  message_attributes attributes{}; // none unless given
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, queue_message& x) {
   return f(caf::meta::type_name("ghscale::queue_message"), x.message_id,
-           x.receipt, x.body, x.receive_count, x.sent_at);
+           x.receipt, x.body, x.receive_count, x.sent_at, x.attributes);
 }
 
 /// ReceiveMessage: up to `max_messages`, waiting up to `wait` for the first.
@@ -166,11 +172,28 @@ typename Inspector::result_type inspect(Inspector& f, visibility_change& x) {
 struct outgoing_message {
   std::string body;
   caf::timespan delay{0};
+  message_attributes attributes{}; // none unless given
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, outgoing_message& x) {
-  return f(caf::meta::type_name("ghscale::outgoing_message"), x.body, x.delay);
+  return f(caf::meta::type_name("ghscale::outgoing_message"), x.body, x.delay,
+           x.attributes);
 }
+
+/// What a dead-lettered message carries, for whoever reads the dead-letter
+/// queue: why it was given up, and where it came from.
+namespace dead_letter_attribute {
+constexpr const char* reason = "ghscale.reason";
+constexpr const char* source_queue = "ghscale.source-queue";
+constexpr const char* source_message_id = "ghscale.source-message-id";
+constexpr const char* receive_count = "ghscale.receive-count";
+} // namespace dead_letter_attribute
+
+/// `msg` as a letter to the dead-letter queue of `source_queue`, saying
+/// `reason` (cut to 1 KiB, at a character boundary).
+outgoing_message dead_letter_for(const queue_message& msg,
+                                 const std::string& source_queue,
+                                 const std::string& reason);
 
 struct batch_entry_error {
   std::string id; // the receipt (delete, visibility) or index (send)

@@ -156,6 +156,8 @@ TEST(SqsProtocol, ReceiveIsALongPollWithReceiveCounts) {
     ASSERT_TRUE(body[name].IsArray()) << name;
     EXPECT_STREQ(body[name][0].GetString(), "ApproximateReceiveCount");
   }
+  ASSERT_TRUE(body["MessageAttributeNames"].IsArray());
+  EXPECT_STREQ(body["MessageAttributeNames"][0].GetString(), "All");
 }
 
 TEST(SqsProtocol, ParsesReceivedMessages) {
@@ -209,6 +211,32 @@ TEST(SqsProtocol, VisibilityAndSendEntries) {
   EXPECT_STREQ(send_body["Entries"][0]["MessageBody"].GetString(), "hello \"world\"");
   EXPECT_STREQ(send_body["Entries"][1]["Id"].GetString(), "1");
   EXPECT_EQ(send_body["Entries"][1]["DelaySeconds"].GetInt(), 900); // 15 min cap
+}
+
+// A dead letter says why and where from in String message attributes;
+// SQS refuses an empty StringValue, so an empty attribute is left out.
+TEST(SqsProtocol, MessageAttributesGoOutAndComeBackAsStrings) {
+  outgoing_message dead{"poison", 0s, {}};
+  dead.attributes = {{"ghscale.reason", "received 5 times \"poison\""},
+                     {"ghscale.source-queue", "jobs"},
+                     {"empty", ""}};
+  auto send = json_of(sqs_send_batch(test_endpoint("sqs"), "q", {dead, {"plain", 0s, {}}}, 0, 5s));
+  auto& attrs = send["Entries"][0]["MessageAttributes"];
+  ASSERT_TRUE(attrs.IsObject());
+  EXPECT_EQ(attrs.MemberCount(), 2u);
+  EXPECT_STREQ(attrs["ghscale.reason"]["DataType"].GetString(), "String");
+  EXPECT_STREQ(attrs["ghscale.reason"]["StringValue"].GetString(), "received 5 times \"poison\"");
+  EXPECT_FALSE(send["Entries"][1].HasMember("MessageAttributes"));
+
+  clock_bridge clocks{1000s, 1000s};
+  auto got = parse_sqs_receive(R"({"Messages":[{"MessageId":"m","ReceiptHandle":"r","Body":"b",
+    "MessageAttributes":{
+      "ghscale.reason":{"DataType":"String","StringValue":"why"},
+      "n":{"DataType":"Number","StringValue":"5"},
+      "bin":{"DataType":"Binary","BinaryValue":"AAE="}}}]})", clocks, "SQS ReceiveMessage");
+  ASSERT_TRUE(got) << describe(got.error());
+  ASSERT_EQ(got->messages.size(), 1u);
+  EXPECT_EQ(got->messages[0].attributes, (message_attributes{{"ghscale.reason", "why"}}));
 }
 
 TEST(SqsProtocol, BatchPartialFailuresArePerEntry) {

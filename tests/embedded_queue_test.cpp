@@ -245,7 +245,15 @@ TEST_F(EmbeddedQueueTest, RedrivesToDeadLetterQueueAfterMaxReceiveCount) {
   EXPECT_TRUE(receive(q).messages.empty());
   auto d = ask<queue_depth>(q, atom::depth_v);
   EXPECT_EQ(d.visible + d.in_flight + d.delayed, 0);
-  EXPECT_EQ(bodies(receive(dlq)), std::vector<std::string>{"poison"});
+  auto dead = receive(dlq);
+  EXPECT_EQ(bodies(dead), std::vector<std::string>{"poison"});
+  ASSERT_EQ(dead.messages.size(), 1u);
+  auto& attrs = dead.messages[0].attributes;
+  EXPECT_EQ(attrs[dead_letter_attribute::source_queue], "jobs");
+  EXPECT_EQ(attrs[dead_letter_attribute::receive_count], "2");
+  EXPECT_FALSE(attrs[dead_letter_attribute::source_message_id].empty());
+  EXPECT_NE(attrs[dead_letter_attribute::reason].find("max_receive_count 2"), std::string::npos)
+    << attrs[dead_letter_attribute::reason];
   EXPECT_EQ(stats->count("ghscale_queue_redriven_total", {{"queue", "jobs"}}), 1);
 }
 

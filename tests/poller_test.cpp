@@ -174,7 +174,7 @@ job_event event(job_action action, int64_t job_id,
 queue_message message(std::string receipt, std::string body,
                       int32_t receive_count = 1) {
   return queue_message{"id-" + receipt, std::move(receipt), std::move(body),
-                       receive_count, caf::timespan{0}};
+                       receive_count, caf::timespan{0}, {}};
 }
 
 queue_message message(std::string receipt, const job_event& ev,
@@ -315,7 +315,13 @@ TEST_F(PollerTest, DeadLettersMalformedMessagesThenDeletesThem) {
   settle();
   ASSERT_EQ(dlq_script->enqueued.size(), 1u);
   ASSERT_EQ(dlq_script->enqueued[0].size(), 1u);
-  EXPECT_EQ(dlq_script->enqueued[0][0].body, "not json at all");
+  auto& letter = dlq_script->enqueued[0][0];
+  EXPECT_EQ(letter.body, "not json at all");
+  // Whoever reads the dead-letter queue sees why and from where.
+  EXPECT_NE(letter.attributes.at("ghscale.reason"), "");
+  EXPECT_EQ(letter.attributes.at("ghscale.source-queue"), "jobs");
+  EXPECT_EQ(letter.attributes.at("ghscale.source-message-id"), "id-m1");
+  EXPECT_EQ(letter.attributes.at("ghscale.receive-count"), "1");
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
   EXPECT_TRUE(source_script->visibility.empty());
@@ -405,6 +411,20 @@ TEST_F(PollerTest, AJobSettlesWithoutWaitingForTheOthersOfItsBatch) {
   settle();
   ASSERT_EQ(source_script->removes.size(), 1u);
   EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m1"});
+}
+
+TEST_F(PollerTest, PoisonIsDeadLetteredWithoutWaitingForItsBatchsJobs) {
+  start({{message("m1", event(job_action::queued, 1)), message("m2", "{\"action\":")}});
+  ASSERT_EQ(scaler_calls->held.size(), 1u); // m1's scaler has not answered
+  settle();
+  ASSERT_EQ(dlq_script->enqueued.size(), 1u);
+  EXPECT_EQ(dlq_script->enqueued[0].at(0).body, "{\"action\":");
+  ASSERT_EQ(source_script->removes.size(), 1u);
+  EXPECT_EQ(source_script->removes[0], std::vector<std::string>{"m2"});
+  answer(1);
+  settle();
+  ASSERT_EQ(source_script->removes.size(), 2u);
+  EXPECT_EQ(source_script->removes[1], std::vector<std::string>{"m1"});
 }
 
 TEST_F(PollerTest, KeepsReceivingWhileItHoldsFewerThanItsBound) {

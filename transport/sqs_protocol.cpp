@@ -121,6 +121,7 @@ http_request sqs_receive(const aws_endpoint& ep, const std::string& queue_url,
                     // versions differ in which they read.
                     for (auto name : {"MessageSystemAttributeNames", "AttributeNames"})
                       string_list(w, name, {"ApproximateReceiveCount", "SentTimestamp"});
+                    string_list(w, "MessageAttributeNames", {"All"});
                   });
 }
 
@@ -147,6 +148,10 @@ caf::expected<received_batch> parse_sqs_receive(std::string_view body,
     auto sent_ms = number_attribute(attrs, "SentTimestamp", 0);
     if (sent_ms > 0)
       msg.sent_at = clocks.to_actor(std::chrono::milliseconds{sent_ms});
+    if (auto custom = member(m, "MessageAttributes"); custom && custom->IsObject())
+      for (auto& attr : custom->GetObject())
+        if (attr.value.IsObject() && json_string(attr.value, "DataType") == "String")
+          msg.attributes[attr.name.GetString()] = json_string(attr.value, "StringValue");
     batch.messages.push_back(std::move(msg));
   }
   return batch;
@@ -185,6 +190,23 @@ http_request sqs_send_batch(const aws_endpoint& ep, const std::string& queue_url
                           string(w, msg.body);
                           key(w, "DelaySeconds");
                           w.Int64(whole_seconds(msg.delay, max_delay_seconds));
+                          if (msg.attributes.empty())
+                            return;
+                          key(w, "MessageAttributes");
+                          w.StartObject();
+                          for (auto& [name, value] : msg.attributes) {
+                            if (value.empty())
+                              continue; // SQS refuses an empty StringValue
+                            w.Key(name.data(),
+                                  static_cast<rapidjson::SizeType>(name.size()));
+                            w.StartObject();
+                            key(w, "DataType");
+                            w.String("String");
+                            key(w, "StringValue");
+                            string(w, value);
+                            w.EndObject();
+                          }
+                          w.EndObject();
                         });
 }
 
