@@ -68,8 +68,15 @@ reaction classify(const github_response& res, bool token_is_fresh) {
 
 // -- small helpers --------------------------------------------------------------
 
-label_set installation_label(client_ptr self) {
-  return {{"installation", std::to_string(self->state.installation_id)}};
+/// Installation ids come from signed payloads, unbounded: gauges are per
+/// App, over its installations (the lowest rate budget left, the requests
+/// waiting in all).
+label_set app_label(client_ptr self) {
+  return {{"app", self->state.app.name}};
+}
+
+std::string member_of(client_ptr self) {
+  return std::to_string(self->state.installation_id);
 }
 
 size_t queued_count(const installation_client_state& st) {
@@ -229,9 +236,9 @@ void observe_rate(client_ptr self, const rate_limit& rate) {
   if (rate.limit == 0) // headers absent
     return;
   self->state.rate = rate;
-  self->state.stats->set("ghscale_github_rate_remaining",
-                         installation_label(self),
-                         static_cast<double>(rate.remaining));
+  self->state.stats->set_member("ghscale_github_rate_remaining", app_label(self),
+                                member_of(self), static_cast<double>(rate.remaining),
+                                metrics::aggregate::min);
 }
 
 /// Retries a transiently failed request after a backoff, or gives up.
@@ -434,8 +441,8 @@ void pump(client_ptr self) {
     queue->pop_front();
     send(self, std::move(item), t);
   }
-  st.stats->set("ghscale_github_queue_depth", installation_label(self),
-                static_cast<double>(queued_count(st)));
+  st.stats->set_member("ghscale_github_queue_depth", app_label(self), member_of(self),
+                       static_cast<double>(queued_count(st)), metrics::aggregate::sum);
 }
 
 void enqueue(client_ptr self, request_priority priority, github_request request,
@@ -714,6 +721,10 @@ installation_client(
   st.stats = std::move(stats);
   st.rng.seed(seed);
   st.writes = write_window{st.app.writes_per_minute, write_window_length};
+  self->attach_functor([stats = st.stats, app = app_label(self), member = member_of(self)] {
+    for (auto name : {"ghscale_github_rate_remaining", "ghscale_github_queue_depth"})
+      stats->drop_member(name, app, member);
+  });
   return {
     [self](atom::registration,
            registration_request& req) -> caf::result<runner_registration> {

@@ -55,6 +55,39 @@ void metrics::set(const std::string& name, const label_set& labels,
   gauges_[series_key(name, labels)] = value;
 }
 
+void metrics::set_member(const std::string& name, const label_set& labels,
+                         const std::string& member, double value, aggregate how) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto key = series_key(name, labels);
+  auto& m = members_[key];
+  m.how = how;
+  m.values[member] = value;
+  publish(key, m);
+}
+
+void metrics::drop_member(const std::string& name, const label_set& labels,
+                          const std::string& member) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto key = series_key(name, labels);
+  auto i = members_.find(key);
+  if (i == members_.end())
+    return;
+  i->second.values.erase(member);
+  if (!i->second.values.empty()) {
+    publish(key, i->second);
+    return;
+  }
+  members_.erase(i);
+  gauges_.erase(key);
+}
+
+void metrics::publish(const std::string& key, const member_values& m) {
+  auto out = m.how == aggregate::sum ? 0.0 : m.values.begin()->second;
+  for (auto& [member, value] : m.values)
+    out = m.how == aggregate::sum ? out + value : std::min(out, value);
+  gauges_[key] = out;
+}
+
 void metrics::observe(const std::string& name, const label_set& labels,
                       double value) {
   std::lock_guard<std::mutex> guard{mtx_};

@@ -22,6 +22,15 @@ public:
   void add(const std::string& name, const label_set& labels, int64_t n = 1);
   /// Sets a gauge.
   void set(const std::string& name, const label_set& labels, double value);
+  /// One member's share of a gauge over a set of members (an App's
+  /// installations, say): the series shows the members' minimum or sum, so
+  /// that members, which outsiders can multiply, never become labels.
+  enum class aggregate { min, sum };
+  void set_member(const std::string& name, const label_set& labels,
+                  const std::string& member, double value, aggregate how);
+  /// The member is gone; the series goes with its last member.
+  void drop_member(const std::string& name, const label_set& labels,
+                   const std::string& member);
   /// Records one observation (seconds) in a histogram.
   void observe(const std::string& name, const label_set& labels, double value);
 
@@ -50,6 +59,12 @@ private:
   std::map<std::string, std::unique_ptr<std::atomic<int64_t>>> counters_;
   std::map<std::string, double> gauges_;
   std::map<std::string, histogram> histograms_;
+  struct member_values {
+    aggregate how = aggregate::min;
+    std::map<std::string, double> values;
+  };
+  std::map<std::string, member_values> members_; // by series key
+  void publish(const std::string& key, const member_values& m); // mtx_ held
   std::atomic<int64_t>& counter_ref(const std::string& key);
 };
 

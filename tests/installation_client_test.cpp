@@ -747,8 +747,7 @@ TEST_F(InstallationClientTest, BudgetReportsWhatWasSpent) {
   EXPECT_EQ(budget[0]->requests_sent, 3);
   EXPECT_EQ(budget[0]->retries, 0);
   EXPECT_EQ(budget[0]->token_mints, 1);
-  EXPECT_EQ(stats->gauge("ghscale_github_rate_remaining", {{"installation", "7"}}),
-            4000);
+  EXPECT_EQ(stats->gauge("ghscale_github_rate_remaining", {{"app", "ci"}}), 4000);
   advance(1min);
   self->send(client, atom::budget_v);
   advance(0s);

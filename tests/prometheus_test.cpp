@@ -237,7 +237,7 @@ metrics_ptr sample_registry() {
   m->add("ghscale_jobs_total_extra_total", {}, 2); // sorts between the two
   m->add("ghscale_odd_counter", {{"q", "a\"b\\c\nd"}}, 7);
   m->set("ghscale_runners", {{"pool", "linux"}, {"state", "ready"}}, 4);
-  m->set("ghscale_github_rate_remaining", {{"installation", "12"}}, 4999.5);
+  m->set("ghscale_github_rate_remaining", {{"app", "ci"}}, 4999.5);
   m->observe("ghscale_webhook_seconds", {}, 0.003);
   m->observe("ghscale_webhook_seconds", {}, 0.2);
   m->observe("ghscale_webhook_seconds", {}, 4000);
@@ -260,11 +260,37 @@ TEST(PrometheusTest, RendersEverySeriesAndParsesBack) {
   EXPECT_EQ(s.at("ghscale_jobs_total{}"), 1);
   EXPECT_EQ(s.at("ghscale_jobs_total_extra_total{}"), 2);
   EXPECT_EQ(s.at("ghscale_runners{pool=linux,state=ready,}"), 4);
-  EXPECT_EQ(s.at("ghscale_github_rate_remaining{installation=12,}"), 4999.5);
+  EXPECT_EQ(s.at("ghscale_github_rate_remaining{app=ci,}"), 4999.5);
   EXPECT_EQ(s.size(), 8u + 2 * (17 + 1 + 2)); // two histograms of 17 bounds
   EXPECT_EQ(page.families.at("ghscale_runners").type, "gauge");
   EXPECT_EQ(page.families.at("ghscale_webhook_seconds").type, "histogram");
   EXPECT_EQ(page.families.at("ghscale_jobs_total").type, "counter");
+}
+
+TEST(PrometheusTest, MemberGaugesShowTheirMinimumOrSumNeverTheMembers) {
+  metrics m;
+  using agg = metrics::aggregate;
+  m.set_member("ghscale_github_rate_remaining", {{"app", "ci"}}, "7", 4000, agg::min);
+  m.set_member("ghscale_github_rate_remaining", {{"app", "ci"}}, "8", 120, agg::min);
+  m.set_member("ghscale_github_queue_depth", {{"app", "ci"}}, "7", 3, agg::sum);
+  m.set_member("ghscale_github_queue_depth", {{"app", "ci"}}, "8", 4, agg::sum);
+  EXPECT_EQ(m.gauge("ghscale_github_rate_remaining", {{"app", "ci"}}), 120);
+  EXPECT_EQ(m.gauge("ghscale_github_queue_depth", {{"app", "ci"}}), 7);
+  m.set_member("ghscale_github_rate_remaining", {{"app", "ci"}}, "8", 4999, agg::min);
+  EXPECT_EQ(m.gauge("ghscale_github_rate_remaining", {{"app", "ci"}}), 4000);
+  m.drop_member("ghscale_github_queue_depth", {{"app", "ci"}}, "7");
+  EXPECT_EQ(m.gauge("ghscale_github_queue_depth", {{"app", "ci"}}), 4);
+  // A thousand members are still one series.
+  for (int i = 0; i < 1000; ++i)
+    m.set_member("ghscale_github_queue_depth", {{"app", "ci"}}, "i" + std::to_string(i), 1,
+                 agg::sum);
+  auto page = parse_strictly(render_prometheus(m));
+  EXPECT_EQ(page.samples.size(), 2u);
+  EXPECT_EQ(page.samples.at("ghscale_github_queue_depth{app=ci,}"), 1000 + 4); // and member "8"
+  for (int i = 0; i < 1000; ++i)
+    m.drop_member("ghscale_github_queue_depth", {{"app", "ci"}}, "i" + std::to_string(i));
+  m.drop_member("ghscale_github_queue_depth", {{"app", "ci"}}, "8");
+  EXPECT_EQ(parse_strictly(render_prometheus(m)).samples.size(), 1u) << "gone with its last member";
 }
 
 TEST(PrometheusTest, CounterFamiliesAlwaysEndInTotal) {
