@@ -32,6 +32,10 @@ struct scaler_context {
 };
 using context_ptr = std::shared_ptr<const scaler_context>;
 
+/// A job check answered 404 this soon after the job was queued is retried:
+/// GitHub's API may not show a job yet when its webhook already arrived.
+constexpr auto not_found_grace = std::chrono::seconds(60);
+
 /// How soon after its decision a runner's registration must be able to
 /// start: the launch's budget less CreateFleet and the hand-off to SSM (an
 /// AWS call each), which the launcher's registration deadline also leaves.
@@ -399,11 +403,24 @@ void check_job(scaler_pointer self, const context_ptr& ctx,
   auto& ev = event_of(self, key);
   auto installation = ev.installation_id;
   auto query = job_status_query{ev.repository, key.job_id};
+  auto queued_at = self->state.jobs.at(key).first.sent_at;
   auto next = [=] { launch(self, ctx, d); };
   auto failed = [=](const std::string& what, const caf::error& err) {
-    // A 404 right after a job was queued can be transient: never ack on it.
-    decide(*d, key, outcome_kind::retry, what + self->system().render(err),
-           "check_failed");
+    // A 404 (the installation client already retried one right after its
+    // token was minted) means the job was deleted or the App cannot see its
+    // repository: retrying cannot help, so it is settled, unless the job was
+    // queued so recently that GitHub may not show it yet.
+    if (err == errc::not_found
+        && (queued_at == caf::timespan{0} || now(self) - queued_at >= not_found_grace)) {
+      log::warn("job not found: settled without a runner",
+                {{"pool", ctx->pool.name}, {"job", to_string(key)},
+                 {"error", describe(err)}});
+      decide(*d, key, outcome_kind::done,
+             "job not found (deleted, or the App cannot see it)", "job_not_found");
+    } else {
+      decide(*d, key, outcome_kind::retry, what + self->system().render(err),
+             "check_failed");
+    }
     one_answered(d, next);
   };
   with_client(self, ctx, installation,

@@ -318,6 +318,30 @@ TEST_F(ScalerTest, DuplicatesOfARetriedJobRetryWithTheirOwnDelay) {
   EXPECT_EQ(out.outcomes[1].delay, caf::timespan{20s});
 }
 
+// A job GitHub answers 404 for (deleted, or in a repository the App lost)
+// cannot be served by retrying: it is settled without a runner, unless it
+// was queued so recently that GitHub's API may not show it yet.
+TEST_F(ScalerTest, SettlesAJobGitHubDoesNotKnowUnlessItIsNew) {
+  github->statuses.emplace(1, caf::make_error(errc::not_found, "GET job"));
+  github->statuses.emplace(2, caf::make_error(errc::not_found, "GET job"));
+  start();
+  advance(10min);
+  auto old_job = pj("r1", 1);
+  old_job.sent_at = sched.clock().now().time_since_epoch() - 5min;
+  auto new_job = pj("r2", 2);
+  new_job.sent_at = sched.clock().now().time_since_epoch() - 10s;
+  scale({old_job, new_job});
+  auto out = decide();
+  ASSERT_EQ(out.outcomes.size(), 2u);
+  expect_outcome(out.outcomes[0], "r1", outcome_kind::done,
+                 "job not found (deleted, or the App cannot see it)");
+  EXPECT_EQ(out.outcomes[1].kind, outcome_kind::retry);
+  EXPECT_NE(out.outcomes[1].reason.find("not_found"), std::string::npos)
+    << out.outcomes[1].reason;
+  EXPECT_TRUE(launcher->calls.empty());
+  EXPECT_EQ(counts().active(), 0);
+}
+
 TEST_F(ScalerTest, AcksJobsNoLongerQueuedWithoutLaunching) {
   github->statuses.emplace(1, std::string{"completed"});
   github->statuses.emplace(2, std::string{"in_progress"});
@@ -335,13 +359,13 @@ TEST_F(ScalerTest, AcksJobsNoLongerQueuedWithoutLaunching) {
 }
 
 TEST_F(ScalerTest, RetriesJobsWhoseCheckFailed) {
-  github->statuses.emplace(1, caf::make_error(errc::not_found, "GET job"));
+  github->statuses.emplace(1, caf::make_error(errc::backend_failure, "GET job: 502"));
   start();
   scale({pj("r1", 1), pj("r2", 2)});
   auto out = decide();
   ASSERT_EQ(out.outcomes.size(), 2u);
   EXPECT_EQ(out.outcomes[0].kind, outcome_kind::retry);
-  EXPECT_NE(out.outcomes[0].reason.find("not_found"), std::string::npos)
+  EXPECT_NE(out.outcomes[0].reason.find("backend_failure"), std::string::npos)
     << out.outcomes[0].reason;
   expect_outcome(out.outcomes[1], "r2", outcome_kind::done, "runner configured");
   ASSERT_EQ(launcher->calls.size(), 1u);
