@@ -18,9 +18,11 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -1130,10 +1132,90 @@ std::string format_duration(caf::timespan x) {
   return result;
 }
 
+namespace {
+
+/// Dots a line may have outside strings and comments. toml++ parses a dotted
+/// key recursively, a level per dot, so a line of 100,000 of them overflows
+/// the stack; ghscale's keys nest four deep, and a float has one dot.
+constexpr size_t max_dots_per_line = 64;
+
+/// The first line with more than max_dots_per_line dots outside strings and
+/// comments, if any (TOML's four kinds of strings; a backslash escapes in the
+/// basic ones).
+std::optional<uint32_t> line_of_deep_keys(std::string_view text) {
+  enum class in { code, comment, basic, literal, ml_basic, ml_literal };
+  auto state = in::code;
+  uint32_t line = 1;
+  size_t dots = 0;
+  auto at = [&](size_t i, std::string_view what) {
+    return text.substr(i, what.size()) == what;
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      dots = 0;
+      if (state != in::ml_basic && state != in::ml_literal)
+        state = in::code;
+      continue;
+    }
+    switch (state) {
+      case in::code:
+        if (c == '#') {
+          state = in::comment;
+        } else if (at(i, R"(""")")) {
+          state = in::ml_basic;
+          i += 2;
+        } else if (at(i, "'''")) {
+          state = in::ml_literal;
+          i += 2;
+        } else if (c == '"') {
+          state = in::basic;
+        } else if (c == '\'') {
+          state = in::literal;
+        } else if (c == '.' && ++dots > max_dots_per_line) {
+          return line;
+        }
+        break;
+      case in::basic:
+      case in::ml_basic:
+        if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+          ++i;
+        } else if (state == in::basic && c == '"') {
+          state = in::code;
+        } else if (state == in::ml_basic && at(i, R"(""")")) {
+          state = in::code;
+          i += 2;
+        }
+        break;
+      case in::literal:
+        if (c == '\'')
+          state = in::code;
+        break;
+      case in::ml_literal:
+        if (at(i, "'''")) {
+          state = in::code;
+          i += 2;
+        }
+        break;
+      case in::comment:
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
 caf::expected<config> parse_config(const std::string& text,
                                    const std::string& source,
                                    config_checks checks) {
   diagnostics diag{source};
+  if (auto line = line_of_deep_keys(text)) {
+    diag.error_at({*line, 1}, "more than " + std::to_string(max_dots_per_line)
+                                + " dots outside strings: keys do not nest that deep");
+    return diag.to_error();
+  }
   toml::table document;
   try {
     document = toml::parse(std::string_view{text}, std::string_view{source});

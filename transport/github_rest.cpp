@@ -110,7 +110,7 @@ rate_limit rate_limit_of(const http_response& r, const clock_bridge& clocks) {
   out.limit = int_header(r, "x-ratelimit-limit").value_or(0);
   out.remaining = int_header(r, "x-ratelimit-remaining").value_or(0);
   if (auto reset = int_header(r, "x-ratelimit-reset"))
-    out.reset_at = clocks.to_actor(seconds{*reset});
+    out.reset_at = clocks.to_actor(clamped<seconds>(*reset));
   return out;
 }
 
@@ -120,7 +120,7 @@ caf::timespan retry_after_of(const http_response& r, const clock_bridge& clocks)
   if (value == nullptr)
     return caf::timespan{0};
   if (auto delay = parse_int(*value))
-    return std::max(caf::timespan{seconds{*delay}}, caf::timespan{0});
+    return std::max(clamped<seconds>(*delay), caf::timespan{0});
   if (auto date = parse_http_date(trim_space(*value)))
     return std::max(*date - clocks.wall_now, caf::timespan{0});
   return caf::timespan{0};

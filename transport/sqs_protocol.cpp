@@ -147,7 +147,7 @@ caf::expected<received_batch> parse_sqs_receive(std::string_view body,
       = static_cast<int32_t>(number_attribute(attrs, "ApproximateReceiveCount", 1));
     auto sent_ms = number_attribute(attrs, "SentTimestamp", 0);
     if (sent_ms > 0)
-      msg.sent_at = clocks.to_actor(std::chrono::milliseconds{sent_ms});
+      msg.sent_at = clocks.to_actor(clamped<std::chrono::milliseconds>(sent_ms));
     if (auto custom = member(m, "MessageAttributes"); custom && custom->IsObject())
       for (auto& attr : custom->GetObject())
         if (attr.value.IsObject() && json_string(attr.value, "DataType") == "String")

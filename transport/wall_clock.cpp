@@ -24,8 +24,20 @@ caf::error bad_time(std::string_view text, const char* format) {
                                            + std::string{text.substr(0, 64)} + "'");
 }
 
-caf::timespan from_tm(std::tm& tm) {
-  return std::chrono::seconds{timegm(&tm)};
+/// Years a timestamp from outside may name: GitHub's and AWS's are recent,
+/// and all of these fit a timespan.
+constexpr int first_year = 1900;
+constexpr int last_year = 2200;
+
+caf::expected<caf::timespan> from_tm(std::tm& tm, std::string_view text,
+                                     const char* format) {
+  if (tm.tm_year + 1900 < first_year || tm.tm_year + 1900 > last_year)
+    return caf::make_error(errc::rejected,
+                           std::string{format} + " timestamp out of range (years "
+                             + std::to_string(first_year) + " to "
+                             + std::to_string(last_year) + "): '"
+                             + std::string{text.substr(0, 64)} + "'");
+  return caf::timespan{std::chrono::seconds{timegm(&tm)}};
 }
 
 } // namespace
@@ -40,7 +52,10 @@ caf::expected<caf::timespan> parse_rfc3339(std::string_view text) {
     return bad_time(text, "RFC 3339");
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
-  caf::timespan result = from_tm(tm);
+  auto whole = from_tm(tm, text, "RFC 3339");
+  if (!whole)
+    return whole;
+  caf::timespan result = *whole;
   auto rest = std::string_view{s}.substr(static_cast<size_t>(consumed));
   if (!rest.empty() && rest.front() == '.') {
     // Fractional seconds: keep nanosecond precision, ignore the rest.
@@ -71,7 +86,7 @@ caf::expected<caf::timespan> parse_http_date(std::string_view text) {
   in >> std::get_time(&tm, "%a, %d %b %Y %H:%M:%S GMT");
   if (in.fail())
     return bad_time(text, "HTTP-date");
-  return from_tm(tm);
+  return from_tm(tm, text, "HTTP-date");
 }
 
 namespace {

@@ -1,6 +1,7 @@
 #include "bench/scenario/trace.hpp"
 
 #include "transport/files.hpp"
+#include "transport/json.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <rapidjson/document.h>
@@ -19,13 +20,22 @@ caf::error fail(const std::string& where, const std::string& what) {
   return caf::make_error(errc::invalid_config, where + ": " + what);
 }
 
-/// Seconds (a JSON number) as a timespan; false if not a non-negative number.
+/// The longest time a trace may name: a year of simulated time is far more
+/// than any trace replays, and far less than a timespan holds.
+constexpr double max_trace_seconds = 365.0 * 24 * 3600;
+
+/// Seconds (a JSON number) as a timespan; false if not a number within
+/// [0, max_trace_seconds].
 bool seconds(const rapidjson::Value& v, caf::timespan& out) {
-  if (!v.IsNumber() || v.GetDouble() < 0 || !std::isfinite(v.GetDouble()))
+  if (!v.IsNumber() || !(v.GetDouble() >= 0 && v.GetDouble() <= max_trace_seconds))
     return false;
   out = caf::timespan{static_cast<int64_t>(v.GetDouble() * 1e9)};
   return true;
 }
+
+/// How deep a trace line may nest: a job event is a few levels deep, and
+/// writing the event back out (Accept) recurses once per level.
+constexpr size_t max_trace_depth = 32;
 
 caf::error parse_fault(const rapidjson::Value& v, const std::string& where,
                        sim_fault& out) {
@@ -57,12 +67,14 @@ caf::error parse_fault(const rapidjson::Value& v, const std::string& where,
 
 caf::error parse_line(const std::string& line, const std::string& where,
                       trace_entry& out) {
+  if (json_depth_over(line, max_trace_depth))
+    return fail(where, "nested deeper than " + std::to_string(max_trace_depth) + " levels");
   rapidjson::Document doc;
-  doc.Parse(line.c_str(), line.size());
+  parse_outside_json(doc, line);
   if (doc.HasParseError() || !doc.IsObject())
     return fail(where, "not a JSON object");
   if (!doc.HasMember("at") || !seconds(doc["at"], out.at))
-    return fail(where, "missing or negative \"at\" (seconds)");
+    return fail(where, "missing \"at\", or not seconds within a year");
   if (doc.HasMember("event")) {
     out.what = trace_entry::kind::job;
     rapidjson::StringBuffer buf;
