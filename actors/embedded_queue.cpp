@@ -365,8 +365,8 @@ void admit_message(queue_pointer self, uint64_t seq, stored_message msg) {
   st.messages.emplace(seq, std::move(msg));
 }
 
-caf::result<batch_result> enqueue(queue_pointer self,
-                                  const std::vector<outgoing_message>& entries) {
+caf::expected<batch_result> enqueue(queue_pointer self,
+                                    const std::vector<outgoing_message>& entries) {
   auto& st = self->state;
   auto t = now(self);
   auto seqs = admit(self, entries, t);
@@ -387,6 +387,41 @@ caf::result<batch_result> enqueue(queue_pointer self,
   }
   serve_waiting(self);
   return out;
+}
+
+/// A durable queue's send is committed together with every other send that
+/// arrives before the commit runs: the commit is a message to itself, behind
+/// the sends already in the mailbox.
+caf::result<batch_result> defer_send(queue_pointer self,
+                                     std::vector<outgoing_message> entries) {
+  auto& st = self->state;
+  if (st.pending_sends.empty())
+    self->send(self, atom::flush_v);
+  auto promise = self->make_response_promise<batch_result>();
+  st.pending_sends.push_back({std::move(entries), promise});
+  return promise;
+}
+
+/// Commits the pending sends in one transaction and answers each with its
+/// own entries' indexes; if the commit fails, every one of them fails.
+void commit_sends(queue_pointer self) {
+  auto pending = std::move(self->state.pending_sends);
+  self->state.pending_sends.clear();
+  std::vector<outgoing_message> all;
+  for (auto& send : pending)
+    all.insert(all.end(), std::make_move_iterator(send.entries.begin()),
+               std::make_move_iterator(send.entries.end()));
+  auto committed = enqueue(self, all);
+  for (auto& send : pending) {
+    if (!committed) {
+      send.promise.deliver(committed.error());
+      continue;
+    }
+    batch_result own;
+    for (size_t index = 0; index < send.entries.size(); ++index)
+      own.succeeded.push_back(std::to_string(index));
+    send.promise.deliver(std::move(own));
+  }
 }
 
 queue_depth depth(queue_pointer self) {
@@ -448,9 +483,12 @@ embedded_queue_actor::behavior_type queue_behavior(queue_pointer self) {
     [=](atom::visibility, const std::vector<visibility_change>& changes) {
       return change_visibility(self, changes);
     },
-    [=](atom::enqueue, const std::vector<outgoing_message>& entries) {
+    [=](atom::enqueue, std::vector<outgoing_message>& entries) -> caf::result<batch_result> {
+      if (self->state.store)
+        return defer_send(self, std::move(entries));
       return enqueue(self, entries);
     },
+    [=](atom::flush) { commit_sends(self); },
     [=](atom::depth) { return depth(self); },
     [=](atom::poll) {
       auto& wake_ups = self->state.wake_ups;

@@ -68,6 +68,14 @@ struct embedded_queue_state {
   std::unordered_map<std::string, uint64_t> receipts;
   /// Long polls, served first come, first served.
   std::deque<held_receive> waiting;
+  /// A durable queue's send waiting for the next commit.
+  struct pending_send {
+    std::vector<outgoing_message> entries;
+    caf::typed_response_promise<batch_result> promise;
+  };
+  /// Durable queues: the sends the next commit takes (one disk flush for
+  /// every send that arrived while the previous commit was on disk).
+  std::vector<pending_send> pending_sends;
   /// When the wake-ups already scheduled fire.
   std::set<caf::timespan> wake_ups;
   /// Durable queues: where every change is committed before it is

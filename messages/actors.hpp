@@ -162,7 +162,10 @@ using queue_actor = caf::typed_actor<
 /// queue_actor (the handle converts implicitly).
 using embedded_queue_actor = queue_actor::extend<
   // Internal: a timer fired (visibility or delay expiry, long-poll deadline).
-  caf::reacts_to<atom::poll>>;
+  caf::reacts_to<atom::poll>,
+  // Internal (durable queues): commit, in one transaction, every send that
+  // arrived since the last commit, and answer them.
+  caf::reacts_to<atom::flush>>;
 
 /// EC2: the calls ghscale makes.
 using ec2_actor = caf::typed_actor<
