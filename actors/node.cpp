@@ -121,7 +121,13 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       self->request(st.registry, drain_timeout, atom::drain_v)
         .then([=](bool) { one_done(); },
               [=](caf::error& err) {
-                over_budget("poll loops did not drain in time", err);
+                // A registry still starting (or restarting) has no poll
+                // loops of its own yet: there is nothing of it to drain.
+                if (err == errc::unavailable)
+                  log::info("poll loops not started: nothing to drain",
+                            {{"error", self->system().render(err)}});
+                else
+                  over_budget("poll loops did not drain in time", err);
                 one_done();
               });
       return rp;
