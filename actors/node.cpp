@@ -107,29 +107,28 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         if (--self->state.drains_left == 0)
           stop_tree();
       };
-      auto over_budget = [=](const char* what, const caf::error& err) {
-        self->state.drained_in_time = false;
-        log::warn(what, {{"error", self->system().render(err)}});
+      // A child still starting (or restarting) is not running: there is
+      // nothing of it to drain (what a crashed one held goes back to its
+      // queue after the visibility timeout). Any other failure is a drain
+      // over its budget.
+      auto not_drained = [=](const char* what, const caf::error& err) {
+        if (err == errc::unavailable) {
+          log::info("not running: nothing to drain", {{"error", self->system().render(err)}});
+        } else {
+          self->state.drained_in_time = false;
+          log::warn(what, {{"error", self->system().render(err)}});
+        }
+        one_done();
       };
       for (auto& holder : st.holders)
         self->request(holder, drain_timeout, atom::drain_v, give_back_after)
           .then([=](bool) { one_done(); },
                 [=](caf::error& err) {
-                  over_budget("a scaler or App did not drain in time", err);
-                  one_done();
+                  not_drained("a scaler or App did not drain in time", err);
                 });
       self->request(st.registry, drain_timeout, atom::drain_v)
         .then([=](bool) { one_done(); },
-              [=](caf::error& err) {
-                // A registry still starting (or restarting) has no poll
-                // loops of its own yet: there is nothing of it to drain.
-                if (err == errc::unavailable)
-                  log::info("poll loops not started: nothing to drain",
-                            {{"error", self->system().render(err)}});
-                else
-                  over_budget("poll loops did not drain in time", err);
-                one_done();
-              });
+              [=](caf::error& err) { not_drained("poll loops did not drain in time", err); });
       return rp;
     },
     [=](atom::status) -> caf::result<node_status> {

@@ -110,8 +110,11 @@ void handle_webhook(const context_ptr& ctx, served_request req,
     finish_delivery(ctx, std::move(decision), req, started, respond);
     return;
   }
-  ctx->sys.spawn([ctx, decision = std::move(decision), req = std::move(req), started,
-                  respond](caf::event_based_actor* self) mutable {
+  // The context is a spawn argument, not a capture: CAF 0.17 binds a
+  // spawn function's argument tuple by reference even when it is empty
+  // (a null pointer, which UBSan reports).
+  ctx->sys.spawn([decision = std::move(decision), req = std::move(req), started,
+                  respond](caf::event_based_actor* self, const context_ptr& ctx) mutable {
     auto body = *decision.message;
     self->request(ctx->webhook_queue, ctx->enqueue_timeout, atom::enqueue_v,
                   std::vector<outgoing_message>{{std::move(body), {}}})
@@ -143,7 +146,7 @@ void handle_webhook(const context_ptr& ctx, served_request req,
           decision.message.reset();
           finish_delivery(ctx, std::move(decision), req, started, respond);
         });
-  });
+  }, ctx);
 }
 
 } // namespace
