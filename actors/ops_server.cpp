@@ -116,36 +116,31 @@ void handle_webhook(const context_ptr& ctx, served_request req,
   ctx->sys.spawn([decision = std::move(decision), req = std::move(req), started,
                   respond](caf::event_based_actor* self, const context_ptr& ctx) mutable {
     auto body = *decision.message;
+    auto finish = [=](const caf::error& err) mutable {
+      if (err) {
+        log::error("webhook delivery not enqueued",
+                   {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
+        decision.status = 503;
+        decision.outcome = "queue_failed";
+        decision.response = "queue unavailable, redeliver later";
+        decision.message.reset();
+      }
+      finish_delivery(ctx, std::move(decision), req, started, respond);
+    };
     self->request(ctx->webhook_queue, ctx->enqueue_timeout, atom::enqueue_v,
                   std::vector<outgoing_message>{{std::move(body), {}}})
       .then(
         [=](const batch_result& res) mutable {
-          caf::error err;
           if (!res.failed.empty())
-            err = caf::make_error(errc::backend_failure,
-                                  res.failed.front().code + ": "
-                                    + res.failed.front().message);
+            finish(caf::make_error(errc::backend_failure,
+                                   res.failed.front().code + ": "
+                                     + res.failed.front().message));
           else if (res.succeeded.empty())
-            err = caf::make_error(errc::backend_failure, "queue confirmed nothing");
-          if (err) {
-            log::error("webhook delivery not enqueued",
-                       {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
-            decision.status = 503;
-            decision.outcome = "queue_failed";
-            decision.response = "queue unavailable, redeliver later";
-            decision.message.reset();
-          }
-          finish_delivery(ctx, std::move(decision), req, started, respond);
+            finish(caf::make_error(errc::backend_failure, "queue confirmed nothing"));
+          else
+            finish(caf::none);
         },
-        [=](const caf::error& err) mutable {
-          log::error("webhook delivery not enqueued",
-                     {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
-          decision.status = 503;
-          decision.outcome = "queue_failed";
-          decision.response = "queue unavailable, redeliver later";
-          decision.message.reset();
-          finish_delivery(ctx, std::move(decision), req, started, respond);
-        });
+        [=](const caf::error& err) mutable { finish(err); });
   }, ctx);
 }
 
