@@ -1,5 +1,6 @@
 #include "actors/ops_server.hpp"
 
+#include "actors/delivery_relay.hpp"
 #include "actors/log.hpp"
 #include "transport/prometheus.hpp"
 #include "transport/webhook.hpp"
@@ -43,7 +44,6 @@ struct context {
   server_config cfg;
   webhook_settings webhook;
   queue_actor webhook_queue;
-  caf::timespan enqueue_timeout;
   metrics_ptr stats;
 };
 
@@ -100,9 +100,9 @@ void finish_delivery(const context_ptr& ctx, webhook_decision decision,
 }
 
 /// Decides a delivery; an accepted one is answered 202 only once the queue
-/// has it (a short-lived actor waits for that, so no server thread does).
-void handle_webhook(const context_ptr& ctx, served_request req,
-                    const http_respond& respond) {
+/// has it (the relay waits for that, so no server thread does).
+void handle_webhook(const context_ptr& ctx, const delivery_relay_actor& relay,
+                    served_request req, const http_respond& respond) {
   auto started = ctx->sys.clock().now();
   webhook_request delivery{req.method, req.headers, std::move(req.body)};
   auto decision = decide_webhook(ctx->webhook, delivery);
@@ -110,38 +110,22 @@ void handle_webhook(const context_ptr& ctx, served_request req,
     finish_delivery(ctx, std::move(decision), req, started, respond);
     return;
   }
-  // The context is a spawn argument, not a capture: CAF 0.17 binds a
-  // spawn function's argument tuple by reference even when it is empty
-  // (a null pointer, which UBSan reports).
-  ctx->sys.spawn([decision = std::move(decision), req = std::move(req), started,
-                  respond](caf::event_based_actor* self, const context_ptr& ctx) mutable {
-    auto body = *decision.message;
-    auto finish = [=](const caf::error& err) mutable {
-      if (err) {
-        log::error("webhook delivery not enqueued",
-                   {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
-        decision.status = 503;
-        decision.outcome = "queue_failed";
-        decision.response = "queue unavailable, redeliver later";
-        decision.message.reset();
-      }
-      finish_delivery(ctx, std::move(decision), req, started, respond);
-    };
-    self->request(ctx->webhook_queue, ctx->enqueue_timeout, atom::enqueue_v,
-                  std::vector<outgoing_message>{{std::move(body), {}}})
-      .then(
-        [=](const batch_result& res) mutable {
-          if (!res.failed.empty())
-            finish(caf::make_error(errc::backend_failure,
-                                   res.failed.front().code + ": "
-                                     + res.failed.front().message));
-          else if (res.succeeded.empty())
-            finish(caf::make_error(errc::backend_failure, "queue confirmed nothing"));
-          else
-            finish(caf::none);
-        },
-        [=](const caf::error& err) mutable { finish(err); });
-  }, ctx);
+  auto body = std::move(*decision.message);
+  auto done = [ctx, decision = std::move(decision), req = std::move(req), started,
+               respond](const caf::error& err) mutable {
+    if (err) {
+      log::error("webhook delivery not enqueued",
+                 {{"queue", ctx->cfg.webhook_queue}, {"error", describe(err)}});
+      decision.status = 503;
+      decision.outcome = "queue_failed";
+      decision.response = "queue unavailable, redeliver later";
+      decision.message.reset();
+    }
+    finish_delivery(ctx, std::move(decision), req, started, respond);
+  };
+  caf::anon_send(relay, atom::enqueue_v,
+                 std::make_shared<relayed_delivery>(
+                   relayed_delivery{std::move(body), std::move(done)}));
 }
 
 } // namespace
@@ -225,11 +209,12 @@ std::string_view path_of(const std::string& target) {
   return std::string_view{target}.substr(0, target.find('?'));
 }
 
-void route(const context_ptr& ctx, readiness_runner& readiness, served_request req,
+void route(const context_ptr& ctx, const delivery_relay_actor& relay,
+           readiness_runner& readiness, served_request req,
            const http_respond& respond) {
   auto path = path_of(req.target);
   if (ctx->webhook_queue && path == ctx->cfg.webhook_path) {
-    handle_webhook(ctx, std::move(req), respond);
+    handle_webhook(ctx, relay, std::move(req), respond);
     return;
   }
   bool known = path == "/metrics" || path == "/healthz" || path == "/readyz";
@@ -274,6 +259,7 @@ http_limits limits_of(const server_config& cfg) {
 struct ops_server::impl {
   std::unique_ptr<readiness_runner> readiness;
   std::unique_ptr<http_server> http;
+  delivery_relay_actor relay;
 };
 
 ops_server::ops_server(std::unique_ptr<impl> x) : impl_(std::move(x)) {
@@ -294,6 +280,8 @@ void ops_server::stop(caf::timespan grace) {
   impl_->http->stop(grace);
   impl_->http.reset();
   impl_->readiness.reset();
+  if (impl_->relay)
+    caf::anon_send_exit(impl_->relay, caf::exit_reason::user_shutdown);
   log::info("ops server stopped", {{"port", static_cast<int64_t>(port)}});
 }
 
@@ -351,15 +339,17 @@ start_ops_server(caf::actor_system& sys, ops_server_setup setup,
     return config_error("server: the webhook needs at least one secret");
   auto ctx = std::make_shared<const context>(context{
     sys, setup.cfg, make_webhook_settings(setup.cfg, std::move(setup.secrets)),
-    setup.webhook_queue, setup.enqueue_timeout, stats});
+    setup.webhook_queue, stats});
   auto x = std::make_unique<ops_server::impl>();
   x->readiness = std::make_unique<readiness_runner>(std::move(setup.readiness),
                                                     setup.readiness_fresh_for);
   auto* readiness = x->readiness.get();
   x->http = std::move(listener);
+  if (setup.webhook_queue)
+    x->relay = sys.spawn(delivery_relay, setup.webhook_queue, setup.enqueue_timeout);
   x->http->serve(
-    [ctx, readiness](served_request req, http_respond respond) {
-      route(ctx, *readiness, std::move(req), respond);
+    [ctx, readiness, relay = x->relay](served_request req, http_respond respond) {
+      route(ctx, relay, *readiness, std::move(req), respond);
     },
     [stats](std::string_view reason) {
       stats->add("ghscale_http_refused_total", {{"reason", std::string{reason}}});

@@ -6,8 +6,8 @@
 // connections in all and per client, keep-alive).
 //
 // Not an actor: the server owns its I/O threads. Nothing blocks them: a
-// delivery is enqueued by a short-lived actor that answers when the queue
-// has it, and /readyz runs its probes on one worker thread, at most once a
+// delivery is enqueued by the delivery relay (actors/delivery_relay), which
+// answers when the queue has it, and /readyz runs its probes on one worker thread, at most once a
 // second however often it is asked.
 //
 // Routes:

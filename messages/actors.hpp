@@ -232,6 +232,29 @@ using aws_caller_actor = caf::typed_actor<
   // Internal: call `id` may go (its backoff is over or a token came).
   caf::reacts_to<atom::flush, uint64_t>>;
 
+// -- the webhook's way into the queue ------------------------------------------
+
+/// A delivery the webhook accepted, on its way into the queue: the body to
+/// send, and what to call once the queue has it (`caf::none`) or not (why).
+/// Local only: `done` answers an HTTP client of this process.
+struct relayed_delivery {
+  std::string body;
+  std::function<void(const caf::error&)> done;
+};
+using relayed_delivery_ptr = std::shared_ptr<relayed_delivery>;
+
+} // namespace ghscale
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ghscale::relayed_delivery_ptr)
+
+namespace ghscale {
+
+/// Bridges the HTTP server's threads into the webhook queue: one long-lived
+/// actor, so a delivery costs two messages and no actor of its own.
+using delivery_relay_actor = caf::typed_actor<
+  // Sends the body to the queue and calls `done` with the outcome.
+  caf::reacts_to<atom::enqueue, relayed_delivery_ptr>>;
+
 // -- GitHub App and installation clients ---------------------------------------
 
 /// The part of an installation client that registers runners (launcher).
