@@ -6,7 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -74,9 +74,20 @@ struct session_base {
 } // namespace
 
 struct http_server::core : std::enable_shared_from_this<http_server::core> {
-  net::io_context ioc;
+  // One io_context per thread, connections dealt out in turn: a connection
+  // lives on one thread (no strand, no lock), and answering one wakes only
+  // its own thread.
+  explicit core(size_t threads) : contexts(make_contexts(threads)) {}
+  static std::vector<std::unique_ptr<net::io_context>> make_contexts(size_t n) {
+    std::vector<std::unique_ptr<net::io_context>> out;
+    for (size_t i = 0; i < n; ++i)
+      out.push_back(std::make_unique<net::io_context>(1));
+    return out;
+  }
+  std::vector<std::unique_ptr<net::io_context>> contexts; // before the acceptor
+  size_t next_context = 0; // touched by the accepting thread only
   std::optional<net::ssl::context> tls;
-  tcp::acceptor acceptor{ioc};
+  tcp::acceptor acceptor{*contexts.front()};
   http_limits limits;
   http_handler handler;
   http_refusal_sink refused;
@@ -84,8 +95,7 @@ struct http_server::core : std::enable_shared_from_this<http_server::core> {
   // Keeps the threads running while a connection waits for its handler with
   // no I/O pending, so that an answer given during stop's grace is written
   // (and stop's force-close runs); released once everything is closed.
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  size_t thread_count = 1;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
   uint16_t port = 0;
   std::atomic<bool> stopping{false};
 
@@ -178,9 +188,10 @@ public:
 
   void start() {
     if constexpr (is_tls) {
-      tcp().expires_after(steady(core_->limits.head_timeout));
+      arm(core_->limits.head_timeout, "tls_handshake");
       stream_.async_handshake(net::ssl::stream_base::server,
                               [self = this->shared_from_this()](beast::error_code ec) {
+                                self->disarm();
                                 if (ec) {
                                   self->core_->refuse("tls_handshake");
                                   self->close();
@@ -218,10 +229,11 @@ private:
       read_head();
       return;
     }
-    tcp().expires_after(steady(core_->limits.keep_alive_timeout));
+    arm(core_->limits.keep_alive_timeout, "keep_alive");
     stream_.async_read_some(
       buffer_.prepare(read_chunk),
       [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+        self->disarm();
         if (ec) {
           self->close();
           return;
@@ -268,11 +280,11 @@ private:
     return "body over " + std::to_string(core_->limits.max_body_bytes) + " bytes";
   }
 
-  /// A deadline for what is being read: when it passes, the read is
-  /// cancelled and the client answered 408 (a stream's own expiry would
-  /// close the socket, leaving no way to say why).
+  /// A deadline for what is being read or written: when it passes, the
+  /// operation is cancelled (a stream's own expiry would close the socket,
+  /// leaving no way to answer 408), and its handler sees why in
+  /// `disarm()`. One timer for every phase: arming it is a system call.
   void arm(caf::timespan timeout, std::string_view reason) {
-    tcp().expires_never();
     auto generation = ++deadline_generation_;
     deadline_.expires_after(steady(timeout));
     deadline_.async_wait([self = this->shared_from_this(), generation,
@@ -377,7 +389,6 @@ private:
     keep_alive_ = req.keep_alive();
     answering_ = true;
     // The handler bounds its own wait; a stop bounds it by its grace.
-    tcp().expires_never();
     auto answered = std::make_shared<std::atomic<bool>>(false);
     auto respond = [self = this->shared_from_this(), answered](served_response res) {
       if (answered->exchange(true))
@@ -385,8 +396,10 @@ private:
       std::lock_guard<std::mutex> guard{self->core_->mtx};
       if (self->core_->stopped)
         return;
-      net::post(self->stream_.get_executor(),
-                [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+      // On the connection's thread (an answer given at once) it is written
+      // at once; from elsewhere it is queued to that thread.
+      net::dispatch(self->stream_.get_executor(),
+                    [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
     };
     core_->handler(std::move(out), std::move(respond));
   }
@@ -402,9 +415,10 @@ private:
     out->body() = std::move(res.body);
     out->keep_alive(keep_alive_ && !closing_ && !core_->stopping);
     out->prepare_payload();
-    tcp().expires_after(write_timeout);
+    arm(write_timeout, "write_timeout");
     http::async_write(stream_, *out,
                       [self = this->shared_from_this(), out](beast::error_code ec, size_t) {
+                        self->disarm();
                         self->writing_ = false;
                         if (ec || !out->keep_alive())
                           self->close();
@@ -476,7 +490,8 @@ void serve(const core_ptr& core, tcp::socket socket) {
 }
 
 void accept(const core_ptr& core) {
-  core->acceptor.async_accept(net::make_strand(core->ioc),
+  auto& context = *core->contexts[core->next_context++ % core->contexts.size()];
+  core->acceptor.async_accept(context,
                               [core](beast::error_code ec, tcp::socket socket) {
                                 if (ec) {
                                   if (!core->stopping && ec != net::error::operation_aborted)
@@ -493,7 +508,7 @@ caf::error listen_on(http_server::core& core, const std::string& listen) {
   if (!addr)
     return config_error("server: " + describe(addr.error()));
   beast::error_code ec;
-  tcp::resolver resolver{core.ioc};
+  tcp::resolver resolver{*core.contexts.front()};
   auto found = resolver.resolve(addr->host, std::to_string(addr->port),
                                 tcp::resolver::passive, ec);
   if (ec || found.empty())
@@ -537,9 +552,8 @@ caf::error load_tls(http_server::core& core, const http_server_options& options)
 
 caf::expected<std::unique_ptr<http_server>>
 http_server::bind(const http_server_options& options) {
-  auto core = std::make_shared<http_server::core>();
+  auto core = std::make_shared<http_server::core>(std::max<size_t>(options.threads, 1));
   core->limits = options.limits;
-  core->thread_count = std::max<size_t>(options.threads, 1);
   if (auto err = load_tls(*core, options))
     return err;
   if (auto err = listen_on(*core, options.listen))
@@ -553,10 +567,11 @@ void http_server::serve(http_handler handler, http_refusal_sink refused) {
     return;
   core->handler = std::move(handler);
   core->refused = std::move(refused);
-  core->work.emplace(core->ioc.get_executor());
+  for (auto& context : core->contexts)
+    core->work.push_back(net::make_work_guard(*context));
   accept(core);
-  for (size_t i = 0; i < core->thread_count; ++i)
-    core->threads.emplace_back([core] { core->ioc.run(); });
+  for (auto& context : core->contexts)
+    core->threads.emplace_back([core, ioc = context.get()] { ioc->run(); });
 }
 
 http_server::http_server(std::shared_ptr<core> x) : core_(std::move(x)) {
@@ -597,7 +612,7 @@ void http_server::stop(caf::timespan grace) {
   core_->halt_all(true);
   // Every socket is closed and nothing new starts or is posted: the threads
   // finish what is queued, run out of work and end.
-  core_->work.reset();
+  core_->work.clear();
   for (auto& t : core_->threads)
     t.join();
   core_->threads.clear();
