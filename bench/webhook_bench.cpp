@@ -1,6 +1,6 @@
 // Webhook ingress throughput on loopback: signed `workflow_job` queued
-// deliveries through the ops server (cpp-httplib, the shipped handler thread
-// count) into an embedded queue, in memory and durable (SQLite, WAL,
+// deliveries through the ops server (transport/http_server with the shipped
+// thread count, then the delivery relay) into an embedded queue, in memory and durable (SQLite, WAL,
 // synchronous=FULL as shipped: every accepted delivery is fsynced before its
 // 202). N client threads, each with one keep-alive connection and
 // TCP_NODELAY, send distinct jobs back to back. After each run the queue is
