@@ -2,7 +2,7 @@
 
 #include "actors/backoff.hpp"
 #include "actors/clock.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <utility>
@@ -79,9 +79,9 @@ registration_request registration_for(const pool_config& pool,
 }
 
 std::vector<tag> parameter_tags(const pool_config& pool, const runner_spec& spec) {
-  std::vector<tag> tags{{"ghscale:pool", pool.name}};
+  std::vector<tag> tags{{tag_key::pool, pool.name}};
   if (spec.job.job_id != 0) // idle top-ups serve no job
-    tags.push_back({"ghscale:job", to_string(spec.job)});
+    tags.push_back({tag_key::job, to_string(spec.job)});
   return tags;
 }
 
@@ -89,61 +89,61 @@ std::vector<tag> parameter_tags(const pool_config& pool, const runner_spec& spec
 
 void finish_launch(launcher_ptr self, uint64_t id) {
   auto i = self->state.launches.find(id);
-  auto& job = i->second;
-  auto& result = job.result;
+  auto& attempt = i->second;
+  auto& result = attempt.result;
   auto by_index = [](auto& a, auto& b) { return a.spec_index < b.spec_index; };
   std::sort(result.launched.begin(), result.launched.end(), by_index);
   std::sort(result.failed.begin(), result.failed.end(), by_index);
   auto& stats = *self->state.stats;
   for (auto& runner : result.launched)
-    stats.add("ghscale_launches_total", {{"pool", job.pool->name},
+    stats.add("ghscale_launches_total", {{"pool", attempt.pool->name},
                                          {"capacity", to_string(runner.capacity)}});
   for (auto& failure : result.failed)
     stats.add("ghscale_launch_failures_total",
-              {{"pool", job.pool->name}, {"code", failure.code}});
+              {{"pool", attempt.pool->name}, {"code", failure.code}});
   log::info("launch settled",
-            {{"pool", job.pool->name}, {"token", job.request.client_token},
+            {{"pool", attempt.pool->name}, {"token", attempt.request.client_token},
              {"launched", static_cast<uint64_t>(result.launched.size())},
              {"failed", static_cast<uint64_t>(result.failed.size())}});
-  job.promise.deliver(std::move(result));
+  attempt.promise.deliver(std::move(result));
   self->state.launches.erase(i);
 }
 
 void settle_launched(launcher_ptr self, uint64_t id, size_t index,
                      int64_t runner_id) {
-  auto& job = self->state.launches.at(id);
-  auto& instance = job.instances[index];
-  auto& spec = job.request.runners[index];
+  auto& attempt = self->state.launches.at(id);
+  auto& instance = attempt.instances[index];
+  auto& spec = attempt.request.runners[index];
   log::info("runner configured",
-            {{"pool", job.pool->name},
+            {{"pool", attempt.pool->name},
              {"job", spec.job.job_id != 0 ? to_string(spec.job) : "idle"},
              {"instance", instance.instance_id},
-             {"runner", runner_name(*job.pool, instance)}});
+             {"runner", runner_name(*attempt.pool, instance)}});
   launched_runner runner;
   runner.spec_index = static_cast<int32_t>(index);
-  runner.job = job.request.runners[index].job;
+  runner.job = attempt.request.runners[index].job;
   runner.instance_id = instance.instance_id;
   runner.instance_type = instance.instance_type;
   runner.capacity = instance.capacity;
-  runner.runner_name = runner_name(*job.pool, instance);
+  runner.runner_name = runner_name(*attempt.pool, instance);
   runner.runner_id = runner_id;
   // The ledger knows it now: it may boot and take a job long before the
   // last registration of its launch is through.
-  auto ledger = self->state.ledgers.find(job.pool->name);
-  if (ledger != self->state.ledgers.end() && job.request.reservation != 0)
-    self->send(ledger->second, atom::observe_v, job.request.reservation, runner);
-  job.result.launched.push_back(std::move(runner));
-  if (--job.unsettled == 0)
+  auto ledger = self->state.ledgers.find(attempt.pool->name);
+  if (ledger != self->state.ledgers.end() && attempt.request.reservation != 0)
+    self->send(ledger->second, atom::observe_v, attempt.request.reservation, runner);
+  attempt.result.launched.push_back(std::move(runner));
+  if (--attempt.unsettled == 0)
     finish_launch(self, id);
 }
 
 void settle_failed(launcher_ptr self, uint64_t id, size_t index,
                    std::string code, std::string message) {
-  auto& job = self->state.launches.at(id);
-  job.result.failed.push_back(launch_failure{static_cast<int32_t>(index),
-                                             job.request.runners[index].job,
+  auto& attempt = self->state.launches.at(id);
+  attempt.result.failed.push_back(launch_failure{static_cast<int32_t>(index),
+                                             attempt.request.runners[index].job,
                                              std::move(code), std::move(message)});
-  if (--job.unsettled == 0)
+  if (--attempt.unsettled == 0)
     finish_launch(self, id);
 }
 
@@ -179,15 +179,15 @@ void terminate_instance(launcher_ptr self, const std::string& pool,
 /// refused by a drain; config hand-off failed) is undone.
 void abandon(launcher_ptr self, uint64_t id, size_t index, std::string code,
              const caf::error& err) {
-  auto& job = self->state.launches.at(id);
-  auto& instance_id = job.instances[index].instance_id;
-  auto& spec = job.request.runners[index];
+  auto& attempt = self->state.launches.at(id);
+  auto& instance_id = attempt.instances[index].instance_id;
+  auto& spec = attempt.request.runners[index];
   log::warn("runner setup failed, instance terminated and job given back",
-            {{"pool", job.pool->name},
+            {{"pool", attempt.pool->name},
              {"job", spec.job.job_id != 0 ? to_string(spec.job) : "idle"},
              {"instance", instance_id}, {"code", code},
              {"error", describe(err)}});
-  terminate_instance(self, job.pool->name, instance_id);
+  terminate_instance(self, attempt.pool->name, instance_id);
   settle_failed(self, id, index, std::move(code),
                 instance_id + ": " + describe(err));
 }
@@ -232,10 +232,10 @@ void with_client(launcher_ptr self, const client_key& key,
 void put_config(launcher_ptr self, uint64_t id, size_t index,
                 runner_registration& reg) {
   auto& st = self->state;
-  auto& job = st.launches.at(id);
-  auto& spec = job.request.runners[index];
-  parameter param{st.aws.parameter_prefix + "/" + job.instances[index].instance_id,
-                  std::move(reg.config), parameter_tags(*job.pool, spec)};
+  auto& attempt = st.launches.at(id);
+  auto& spec = attempt.request.runners[index];
+  parameter param{st.aws.parameter_prefix + "/" + attempt.instances[index].instance_id,
+                  std::move(reg.config), parameter_tags(*attempt.pool, spec)};
   count_aws_call(self, "PutParameter");
   self->request(st.ssm, st.timeouts.aws_call, atom::put_param_v, std::move(param))
     .then(
@@ -260,26 +260,26 @@ std::string registration_failure_code(const caf::error& err) {
 /// How long a registration may take: the installation client queues and
 /// retries on its own, so it gets what is left of the launch budget after the
 /// SSM put, and at least one GitHub call's time.
-caf::timespan registration_timeout(launcher_ptr self, const launch_attempt& job) {
+caf::timespan registration_timeout(launcher_ptr self, const launch_attempt& attempt) {
   auto& timeouts = self->state.timeouts;
-  return std::max(job.deadline - now(self) - timeouts.aws_call,
+  return std::max(attempt.deadline - now(self) - timeouts.aws_call,
                   timeouts.github_call);
 }
 
 /// Registers the runner of spec `index` and hands its config to the instance.
 void hand_over(launcher_ptr self, uint64_t id, size_t index) {
-  auto& job = self->state.launches.at(id);
-  auto& spec = job.request.runners[index];
-  auto name = runner_name(*job.pool, job.instances[index]);
-  client_key key{job.pool->github_app, spec.installation_id};
+  auto& attempt = self->state.launches.at(id);
+  auto& spec = attempt.request.runners[index];
+  auto name = runner_name(*attempt.pool, attempt.instances[index]);
+  client_key key{attempt.pool->github_app, spec.installation_id};
   with_client(self, key, [=](caf::expected<installation_client_actor> client) {
     if (!client) {
       abandon(self, id, index, "registration_failed", client.error());
       return;
     }
-    auto& job = self->state.launches.at(id);
-    auto timeout = registration_timeout(self, job);
-    auto reg = registration_for(*job.pool, job.request.runners[index], name,
+    auto& attempt = self->state.launches.at(id);
+    auto timeout = registration_timeout(self, attempt);
+    auto reg = registration_for(*attempt.pool, attempt.request.runners[index], name,
                                 now(self) + timeout);
     self->request(*client, timeout, atom::registration_v, std::move(reg))
       .then(
@@ -298,16 +298,16 @@ void hand_over(launcher_ptr self, uint64_t id, size_t index) {
 /// A launch for several targets could not tag its instances in CreateFleet:
 /// one CreateTags per target. A failure is logged; the ledger still knows
 /// the targets while it runs.
-void tag_targets(launcher_ptr self, const launch_attempt& job) {
-  if (one_target(job.request))
+void tag_targets(launcher_ptr self, const launch_attempt& attempt) {
+  if (one_target(attempt.request))
     return;
   // By (where it registers, installation).
   std::map<std::pair<std::string, int64_t>, instance_tags> by_target;
-  for (size_t index = 0; index < job.instances.size(); ++index) {
-    auto& spec = job.request.runners[index];
+  for (size_t index = 0; index < attempt.instances.size(); ++index) {
+    auto& spec = attempt.request.runners[index];
     auto& group = by_target[{spec.target.full_name(), spec.installation_id}];
     group.tags = target_tags(spec);
-    group.ids.push_back(job.instances[index].instance_id);
+    group.ids.push_back(attempt.instances[index].instance_id);
   }
   for (auto& [target, group] : by_target) {
     count_aws_call(self, "CreateTags");
@@ -323,11 +323,11 @@ void tag_targets(launcher_ptr self, const launch_attempt& job) {
 }
 
 void assign_instances(launcher_ptr self, uint64_t id) {
-  auto& job = self->state.launches.at(id);
-  tag_targets(self, job);
-  auto specs = job.request.runners.size();
-  auto filled = job.instances.size();
-  auto shortfall = job.shortfall;
+  auto& attempt = self->state.launches.at(id);
+  tag_targets(self, attempt);
+  auto specs = attempt.request.runners.size();
+  auto filled = attempt.instances.size();
+  auto shortfall = attempt.shortfall;
   for (auto index = filled; index < specs; ++index)
     settle_failed(self, id, index, shortfall.code, shortfall.message);
   // Hand-overs answer asynchronously, so the launch settles after the loop.
@@ -342,21 +342,21 @@ void call_fleet(launcher_ptr self, uint64_t id);
 /// Asks for the spot shortfall again as on-demand, if the pool allows it for
 /// the error EC2 gave.
 bool fail_over(launcher_ptr self, uint64_t id, const fleet_result& res) {
-  auto& job = self->state.launches.at(id);
-  auto& pool = *job.pool;
-  auto missing = job.request.runners.size() - job.instances.size();
+  auto& attempt = self->state.launches.at(id);
+  auto& pool = *attempt.pool;
+  auto missing = attempt.request.runners.size() - attempt.instances.size();
   auto listed = [&](const fleet_error& err) {
     auto& codes = pool.on_demand_failover;
     return std::find(codes.begin(), codes.end(), err.code) != codes.end();
   };
-  if (job.failed_over || pool.capacity != capacity_type::spot || missing == 0
+  if (attempt.failed_over || pool.capacity != capacity_type::spot || missing == 0
       || std::none_of(res.errors.begin(), res.errors.end(), listed))
     return false;
-  job.failed_over = true;
-  job.call.capacity = capacity_type::on_demand;
-  job.call.count = static_cast<int32_t>(missing);
-  job.call.client_token = job.request.client_token + "-od";
-  job.call_attempts = 0;
+  attempt.failed_over = true;
+  attempt.call.capacity = capacity_type::on_demand;
+  attempt.call.count = static_cast<int32_t>(missing);
+  attempt.call.client_token = attempt.request.client_token + "-od";
+  attempt.call_attempts = 0;
   self->state.stats->add("ghscale_spot_failover_total", {{"pool", pool.name}});
   log::info("spot shortfall fails over to on-demand",
             {{"pool", pool.name}, {"missing", static_cast<uint64_t>(missing)},
@@ -366,26 +366,26 @@ bool fail_over(launcher_ptr self, uint64_t id, const fleet_result& res) {
 }
 
 void on_fleet_result(launcher_ptr self, uint64_t id, fleet_result& res) {
-  auto& job = self->state.launches.at(id);
-  auto wanted = static_cast<size_t>(job.call.count);
+  auto& attempt = self->state.launches.at(id);
+  auto wanted = static_cast<size_t>(attempt.call.count);
   // More than asked for is EC2's bug, not capacity to keep.
   for (size_t i = wanted; i < res.instances.size(); ++i)
-    terminate_instance(self, job.pool->name, res.instances[i].instance_id);
+    terminate_instance(self, attempt.pool->name, res.instances[i].instance_id);
   if (res.instances.size() > wanted)
     res.instances.resize(wanted);
   if (res.instances.size() < wanted)
-    job.shortfall = res.errors.empty()
+    attempt.shortfall = res.errors.empty()
                       ? fleet_error{"InsufficientInstanceCapacity",
                                     "CreateFleet returned "
                                       + std::to_string(res.instances.size())
                                       + " of " + std::to_string(wanted)
                                       + " instances",
-                                    "", "", job.call.capacity}
+                                    "", "", attempt.call.capacity}
                       : res.errors.front();
-  job.instances.insert(job.instances.end(), res.instances.begin(),
+  attempt.instances.insert(attempt.instances.end(), res.instances.begin(),
                        res.instances.end());
   log::info("CreateFleet answered",
-            {{"pool", job.pool->name}, {"capacity", to_string(job.call.capacity)},
+            {{"pool", attempt.pool->name}, {"capacity", to_string(attempt.call.capacity)},
              {"requested", static_cast<uint64_t>(wanted)},
              {"instances", static_cast<uint64_t>(res.instances.size())},
              {"errors", static_cast<uint64_t>(res.errors.size())}});
@@ -400,36 +400,36 @@ bool retryable(const caf::error& err) {
 
 void on_fleet_error(launcher_ptr self, uint64_t id, const caf::error& err) {
   auto& st = self->state;
-  auto& job = st.launches.at(id);
+  auto& attempt = st.launches.at(id);
   auto throttled = err == errc::throttled;
   if (throttled)
     st.stats->add("ghscale_aws_throttles_total", {{"api", "CreateFleet"}});
-  if (retryable(err) && job.call_attempts < max_fleet_attempts) {
+  if (retryable(err) && attempt.call_attempts < max_fleet_attempts) {
     auto delay = jittered_backoff(fleet_retry_base, fleet_retry_max,
-                                  job.call_attempts, fleet_retry_jitter, st.rng);
-    if (now(self) + delay < job.deadline) {
+                                  attempt.call_attempts, fleet_retry_jitter, st.rng);
+    if (now(self) + delay < attempt.deadline) {
       log::warn("CreateFleet retry",
-                {{"pool", job.pool->name}, {"attempt", job.call_attempts},
+                {{"pool", attempt.pool->name}, {"attempt", attempt.call_attempts},
                  {"delay_ms", to_ms(delay)}, {"error", describe(err)}});
       self->delayed_send(self, delay, atom::flush_v, id);
       return;
     }
   }
   log::error("CreateFleet gave up",
-             {{"pool", job.pool->name}, {"attempts", job.call_attempts},
+             {{"pool", attempt.pool->name}, {"attempts", attempt.call_attempts},
               {"error", describe(err)}});
-  job.shortfall = fleet_error{throttled ? "RequestLimitExceeded"
+  attempt.shortfall = fleet_error{throttled ? "RequestLimitExceeded"
                                         : "CreateFleetFailed",
-                              describe(err), "", "", job.call.capacity};
+                              describe(err), "", "", attempt.call.capacity};
   assign_instances(self, id);
 }
 
 void call_fleet(launcher_ptr self, uint64_t id) {
   auto& st = self->state;
-  auto& job = st.launches.at(id);
-  ++job.call_attempts;
+  auto& attempt = st.launches.at(id);
+  ++attempt.call_attempts;
   count_aws_call(self, "CreateFleet");
-  self->request(st.ec2, st.timeouts.aws_call, atom::fleet_v, job.call)
+  self->request(st.ec2, st.timeouts.aws_call, atom::fleet_v, attempt.call)
     .then([self, id](fleet_result& res) { on_fleet_result(self, id, res); },
           [self, id](caf::error& err) { on_fleet_error(self, id, err); });
 }
@@ -446,19 +446,19 @@ caf::result<launch_result> launch(launcher_ptr self, launch_request& req) {
   if (req.runners.empty())
     return launch_result{};
   auto id = st.next_launch++;
-  auto& job = st.launches[id];
-  job.pool = &pool->second;
-  job.call = fleet_call_for(pool->second, req);
-  job.request = std::move(req);
-  job.promise = self->make_response_promise<launch_result>();
-  job.deadline = now(self) + st.timeouts.launch;
-  job.unsettled = job.request.runners.size();
-  log::info("launch", {{"pool", job.pool->name},
-                       {"token", job.request.client_token},
-                       {"count", job.call.count},
-                       {"capacity", to_string(job.call.capacity)}});
+  auto& attempt = st.launches[id];
+  attempt.pool = &pool->second;
+  attempt.call = fleet_call_for(pool->second, req);
+  attempt.request = std::move(req);
+  attempt.promise = self->make_response_promise<launch_result>();
+  attempt.deadline = now(self) + st.timeouts.launch;
+  attempt.unsettled = attempt.request.runners.size();
+  log::info("launch", {{"pool", attempt.pool->name},
+                       {"token", attempt.request.client_token},
+                       {"count", attempt.call.count},
+                       {"capacity", to_string(attempt.call.capacity)}});
   call_fleet(self, id);
-  return job.promise;
+  return attempt.promise;
 }
 
 } // namespace

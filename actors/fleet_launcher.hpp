@@ -7,7 +7,7 @@
 // same ClientToken.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include <map>
 
 #include <caf/all.hpp>

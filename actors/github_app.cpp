@@ -2,7 +2,7 @@
 
 #include "actors/clock.hpp"
 #include "actors/installation_client.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <memory>

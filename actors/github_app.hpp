@@ -4,7 +4,7 @@
 // lazily, monitoring each and re-spawning it on next use if it died.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include <functional>
 
 #include <caf/all.hpp>

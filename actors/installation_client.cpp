@@ -2,7 +2,7 @@
 
 #include "actors/backoff.hpp"
 #include "actors/clock.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <iterator>

@@ -10,7 +10,7 @@
 // runners for them, and the ones it admits are set aside under a ticket.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "actors/write_window.hpp"
 
 #include <caf/all.hpp>

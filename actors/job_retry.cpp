@@ -1,7 +1,7 @@
 #include "actors/job_retry.hpp"
 
 #include "actors/backoff.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 #include "transport/workflow_job.hpp"
 
 #include <chrono>

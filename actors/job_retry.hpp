@@ -7,7 +7,7 @@
 // none is put back on its pool's queue, as a webhook would. Its own errors
 // are logged and counted, never retried in a loop: a failed re-check uses
 // up one of the job's attempts.
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 

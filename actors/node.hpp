@@ -7,7 +7,7 @@
 // `actor_system` (whose config ran `ghscale::register_types`) and keeps the
 // returned handles. Every handle is stable across restarts of its actor.
 #include "actors/github_app.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "transport/wall_clock.hpp"
@@ -20,8 +20,8 @@
 
 namespace ghscale {
 
-/// What the node talks to: real clients (issue "transport") or the
-/// in-process backends of `spawn_embedded_backends`.
+/// What the node talks to: real clients (actors/clients/remote_backends) or
+/// the in-process backends (actors/embedded/embedded_backends).
 struct backends {
   /// Relates the actor clock to Unix time (the reaper's idle schedule):
   /// the system clock for real backends, a fixed origin in simulations.
@@ -32,18 +32,6 @@ struct backends {
   std::map<std::string, github_api_actor> github; // by App name
   std::map<std::string, jwt_minter> jwt;          // by App name
 };
-
-/// The in-process world: embedded queues, simulated EC2+SSM and GitHub.
-struct embedded_world {
-  backends wiring;
-  sim_cloud_actor cloud;
-  sim_github_actor github;
-};
-
-/// Spawns the embedded queues and simulated backends a config asks for.
-caf::expected<embedded_world>
-spawn_embedded_backends(caf::actor_system& sys, const config& cfg,
-                        metrics_ptr stats);
 
 struct node_handles {
   node_actor node; // drain, status; exits when the tree gives up

@@ -1,6 +1,6 @@
 #include "actors/poll_loops.hpp"
 
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <utility>

@@ -4,7 +4,7 @@
 // Loops are monitored, not linked: a crashed loop never takes the others
 // down, and the registry (which monitors them too) starts its replacement.
 // No loop outlives this actor.
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "actors/poller.hpp"
 #include "messages/actors.hpp"
 

@@ -2,7 +2,7 @@
 
 #include "actors/backoff.hpp"
 #include "actors/clock.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 #include "actors/routing.hpp"
 #include "transport/ec2_event.hpp"
 #include "transport/workflow_job.hpp"

@@ -18,7 +18,7 @@
 // it holds is settled.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include <map>
 #include <optional>
 #include <random>

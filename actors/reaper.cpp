@@ -1,7 +1,7 @@
 #include "actors/reaper.hpp"
 
 #include "actors/clock.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 #include "transport/idle_schedule.hpp"
 
 #include <algorithm>

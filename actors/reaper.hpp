@@ -6,7 +6,7 @@
 // tags instances that never registered as orphans and terminates them one
 // pass later, and deletes registrations whose instance is gone. Instances
 // tagged to bypass removal are never touched.
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 #include "transport/wall_clock.hpp"

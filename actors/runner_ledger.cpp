@@ -1,7 +1,7 @@
 #include "actors/runner_ledger.hpp"
 
 #include "actors/backoff.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -840,7 +840,7 @@ void reconcile(ledger_pointer self, const pool_config& pool,
     return;
   st.reconciling = true;
   auto asked_at = self->clock().now();
-  instance_filter filter{{tag{"ghscale:pool", pool.name}}, false};
+  instance_filter filter{{tag{tag_key::pool, pool.name}}, false};
   self->request(ec2, timeouts.aws_call, atom::describe_v, std::move(filter))
     .then(
       [=](const instance_list& inventory) {

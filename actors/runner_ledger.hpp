@@ -5,7 +5,7 @@
 // pool) and answers `errc::not_ready` to reservations until then.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 
 #include <caf/all.hpp>
 

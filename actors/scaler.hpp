@@ -11,7 +11,7 @@
 // acked on the strength of a reservation, and never launched for twice.
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 
 #include <caf/all.hpp>
 

@@ -1,7 +1,7 @@
 #include "actors/supervisor.hpp"
 
 #include "actors/backoff.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <deque>
 #include <optional>

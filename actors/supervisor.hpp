@@ -11,7 +11,7 @@
 // Callers never hold a child directly: each child may have a *relay*, a
 // stable handle that forwards every message to the child's current
 // incarnation and answers `errc::unavailable` while the child is down.
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 

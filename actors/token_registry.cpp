@@ -1,7 +1,7 @@
 #include "actors/token_registry.hpp"
 
 #include "actors/clock.hpp"
-#include "actors/log.hpp"
+#include "actors/ops/log.hpp"
 
 #include <algorithm>
 #include <cinttypes>

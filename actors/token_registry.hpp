@@ -5,7 +5,7 @@
 // and the time of its last heartbeat. The registry keeps each queue between
 // its min and max loops, follows the queue's depth with hysteresis (as
 // CloudWatch alarms going ALARM, then OK), and replaces dead or silent loops.
-#include "actors/metrics.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "messages/config.hpp"
 

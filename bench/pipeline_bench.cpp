@@ -8,11 +8,11 @@
 // poller receives it and when the poller deletes it.
 //
 //   build/pipeline_bench [events] [runs]
-#include "actors/log.hpp"
-#include "actors/metrics.hpp"
+#include "actors/ops/log.hpp"
+#include "actors/ops/metrics.hpp"
 #include "actors/node.hpp"
-#include "actors/sim_cloud.hpp"
-#include "actors/sim_github.hpp"
+#include "actors/embedded/sim_cloud.hpp"
+#include "actors/embedded/sim_github.hpp"
 #include "messages/actors.hpp"
 #include "transport/workflow_job.hpp"
 

@@ -7,9 +7,9 @@
 // usage: queue_bench [MESSAGES [DIRECTORY]]
 //   MESSAGES per run (default 2000); DIRECTORY for the databases (default:
 //   a new directory under the system's temporary directory, removed after).
-#include "actors/embedded_queue.hpp"
-#include "actors/log.hpp"
-#include "actors/metrics.hpp"
+#include "actors/embedded/embedded_queue.hpp"
+#include "actors/ops/log.hpp"
+#include "actors/ops/metrics.hpp"
 #include "messages/actors.hpp"
 #include "transport/wall_clock.hpp"
 

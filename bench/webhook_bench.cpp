@@ -14,10 +14,10 @@
 
 #include "transport/httplib.hpp"
 
-#include "actors/embedded_queue.hpp"
-#include "actors/log.hpp"
-#include "actors/metrics.hpp"
-#include "actors/ops_server.hpp"
+#include "actors/embedded/embedded_queue.hpp"
+#include "actors/ops/log.hpp"
+#include "actors/ops/metrics.hpp"
+#include "actors/ops/ops_server.hpp"
 #include "messages/actors.hpp"
 #include "transport/digest.hpp"
 #include "transport/workflow_job.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 // The system's map: the atoms, the one type-id block, and a typed interface
-// for every actor of design.md, with one comment per handler. Code that needs
+// for every actor of ghscale, with one comment per handler. Code that needs
 // one capability of an actor takes the narrowest interface below.
 #include "messages/types.hpp"
 
@@ -141,7 +141,7 @@ CAF_END_TYPE_ID_BLOCK(ghscale)
 
 namespace ghscale {
 
-// -- backends: what issue "transport" implements on the real wire ------------
+// -- backends: embedded (actors/embedded) or real (actors/clients) -----------
 
 /// A queue with SQS semantics (embedded queue, or SQS).
 using queue_actor = caf::typed_actor<
@@ -427,7 +427,7 @@ using poller_actor = caf::typed_actor<
   // come, apply them, then quit. Answers once the loop has stopped.
   caf::replies_to<atom::drain>::with<bool>>;
 
-// -- poll loops, scale-down, job retry (issue "poll loops") ------------------
+// -- poll loops, scale-down, job retry ----------------------------------------
 
 /// The part of the registry a poll loop talks to.
 using lease_keeper_actor = caf::typed_actor<

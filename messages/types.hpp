@@ -543,6 +543,8 @@ typename Inspector::result_type inspect(Inspector& f, instance_info& x) {
 /// The instance tags ghscale writes and reads.
 namespace tag_key {
 constexpr const char* pool = "ghscale:pool";
+/// The job an instance (or its SSM parameter) was launched for.
+constexpr const char* job = "ghscale:job";
 constexpr const char* client_token = "ghscale:token";
 /// Where the instance's runner registers ("org" or "org/repo"), the owner's
 /// type ("Organization" or "User") and the App installation: the reaper

@@ -1,9 +1,9 @@
 #pragma once
-// The GoogleTest fixture every actor test derives from (caf-guide.md section
-// 7): with the testing scheduler nothing runs until `sched.run()`, and timers
+// The GoogleTest fixture every actor test derives from, on CAF's test
+// coordinator: with the testing scheduler nothing runs until `sched.run()`, and timers
 // fire only when a test moves the virtual clock, so tests are deterministic.
-#include "actors/log.hpp"
-#include "bench/scenario/virtual_time.hpp"
+#include "actors/ops/log.hpp"
+#include "actors/embedded/virtual_time.hpp"
 #include "messages/actors.hpp"
 
 #include <caf/all.hpp>

@@ -4,10 +4,10 @@
 // failures (a retried CreateFleet keeps its ClientToken), the client-side
 // token bucket, pagination, batch splitting, and errors that say what and
 // where without a secret.
-#include "actors/aws_call.hpp"
-#include "actors/ec2_client.hpp"
-#include "actors/sqs_queue.hpp"
-#include "actors/ssm_client.hpp"
+#include "actors/clients/aws_call.hpp"
+#include "actors/clients/ec2_client.hpp"
+#include "actors/clients/sqs_queue.hpp"
+#include "actors/clients/ssm_client.hpp"
 #include "tests/actor_test.hpp"
 #include "transport/url.hpp"
 

@@ -1,7 +1,7 @@
 // The AWS credential chain: environment, shared files and IMDSv2 shapes as
 // pure functions, then the provider actor on the deterministic scheduler
 // with a mock HTTP engine playing the instance metadata service.
-#include "actors/aws_credentials_provider.hpp"
+#include "actors/clients/aws_credentials_provider.hpp"
 #include "transport/aws_credentials.hpp"
 #include "transport/wall_clock.hpp"
 

@@ -4,12 +4,12 @@
 // INITIAL_NO_AUTH_ACTION_COUNT calls are spent: the setup step spends them
 // creating an IAM user with an admin policy and an access key, then creates
 // the queue and the launch template signed with that key.
-#include "actors/aws_call.hpp"
-#include "actors/aws_credentials_provider.hpp"
-#include "actors/ec2_client.hpp"
-#include "actors/http_client.hpp"
-#include "actors/sqs_queue.hpp"
-#include "actors/ssm_client.hpp"
+#include "actors/clients/aws_call.hpp"
+#include "actors/clients/aws_credentials_provider.hpp"
+#include "actors/clients/ec2_client.hpp"
+#include "actors/clients/http_client.hpp"
+#include "actors/clients/sqs_queue.hpp"
+#include "actors/clients/ssm_client.hpp"
 #include "messages/actors.hpp"
 #include "tests/peer_process.hpp"
 #include "transport/aws_credentials.hpp"

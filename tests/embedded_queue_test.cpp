@@ -1,4 +1,4 @@
-#include "actors/embedded_queue.hpp"
+#include "actors/embedded/embedded_queue.hpp"
 #include "tests/actor_test.hpp"
 
 #include <sqlite3.h>

@@ -2,7 +2,7 @@
 // prism serving GitHub's own OpenAPI description (@octokit/openapi), which
 // validates path, query, headers and body; and prism's example answers read
 // back by parse_github_response.
-#include "actors/http_client.hpp"
+#include "actors/clients/http_client.hpp"
 #include "messages/actors.hpp"
 #include "tests/peer_process.hpp"
 #include "transport/github_rest.hpp"

@@ -1,6 +1,6 @@
 // GitHub REST on the wire: every request byte the service sends, every field
 // it reads back, and the client actor between them, over a mock HTTP engine.
-#include "actors/github_rest_client.hpp"
+#include "actors/clients/github_rest_client.hpp"
 #include "tests/actor_test.hpp"
 #include "transport/github_rest.hpp"
 #include "transport/wall_clock.hpp"

@@ -4,7 +4,7 @@
 
 #include "transport/httplib.hpp"
 
-#include "actors/http_client.hpp"
+#include "actors/clients/http_client.hpp"
 #include "messages/actors.hpp"
 #include "transport/http_engine.hpp"
 

@@ -2,6 +2,7 @@
 // the simulated GitHub through the queue to launched runners; drain stops
 // pollers and leaves unfinished work on the queue; exceeding the restart
 // intensity at the root ends the node with an error.
+#include "actors/embedded/embedded_backends.hpp"
 #include "actors/node.hpp"
 #include "messages/actors.hpp"
 #include "tests/actor_test.hpp"

@@ -3,7 +3,7 @@
 // the registry, /healthz and /readyz answer, and readiness follows the
 // queue. cpp-httplib's threads block, so this uses CAF's normal scheduler
 // with in-process mock actors; every step waits on a reply, never on time.
-#include "actors/ops_server.hpp"
+#include "actors/ops/ops_server.hpp"
 
 #include "transport/digest.hpp"
 #include "transport/prometheus.hpp"
@@ -310,7 +310,7 @@ TEST_F(OpsServerTest, MetricsServesTheRegistryInTextFormat) {
   EXPECT_EQ(res->status, 200);
   EXPECT_EQ(res->get_header_value("Content-Type"), prometheus_content_type);
   // The rendering itself is checked by prometheus_test, with two parsers.
-  EXPECT_EQ(res->body, render_prometheus(*stats));
+  EXPECT_EQ(res->body, render_prometheus(stats->snapshot()));
   EXPECT_NE(res->body.find(
               "ghscale_webhook_deliveries_total{outcome=\"accepted\"} 1\n"),
             std::string::npos);

@@ -31,7 +31,7 @@
 //
 // The bugs this test found (far instants, huge trace times, deep trace
 // lines, deeply dotted TOML keys) each keep a test of their own at the end.
-#include "bench/scenario/trace.hpp"
+#include "actors/embedded/trace.hpp"
 #include "messages/text.hpp"
 #include "transport/aws_credentials.hpp"
 #include "transport/aws_protocol.hpp"

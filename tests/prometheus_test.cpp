@@ -1,6 +1,7 @@
 // The Prometheus text exposition: rendered from a real registry, then read
 // back by a strict parser here and by the official client library's parser
 // (tests/peers/prom_check.py).
+#include "actors/ops/metrics.hpp"
 #include "transport/prometheus.hpp"
 
 #include <gtest/gtest.h>
@@ -247,11 +248,11 @@ metrics_ptr sample_registry() {
 
 TEST(PrometheusTest, EmptyRegistryRendersAnEmptyPage) {
   metrics m;
-  EXPECT_EQ(render_prometheus(m), "");
+  EXPECT_EQ(render_prometheus(m.snapshot()), "");
 }
 
 TEST(PrometheusTest, RendersEverySeriesAndParsesBack) {
-  auto text = render_prometheus(*sample_registry());
+  auto text = render_prometheus(sample_registry()->snapshot());
   auto page = parse_strictly(text);
   auto& s = page.samples;
   EXPECT_EQ(s.at("ghscale_webhook_deliveries_total{outcome=accepted,}"), 3);
@@ -284,24 +285,24 @@ TEST(PrometheusTest, MemberGaugesShowTheirMinimumOrSumNeverTheMembers) {
   for (int i = 0; i < 1000; ++i)
     m.set_member("ghscale_github_queue_depth", {{"app", "ci"}}, "i" + std::to_string(i), 1,
                  agg::sum);
-  auto page = parse_strictly(render_prometheus(m));
+  auto page = parse_strictly(render_prometheus(m.snapshot()));
   EXPECT_EQ(page.samples.size(), 2u);
   EXPECT_EQ(page.samples.at("ghscale_github_queue_depth{app=ci,}"), 1000 + 4); // and member "8"
   for (int i = 0; i < 1000; ++i)
     m.drop_member("ghscale_github_queue_depth", {{"app", "ci"}}, "i" + std::to_string(i));
   m.drop_member("ghscale_github_queue_depth", {{"app", "ci"}}, "8");
-  EXPECT_EQ(parse_strictly(render_prometheus(m)).samples.size(), 1u) << "gone with its last member";
+  EXPECT_EQ(parse_strictly(render_prometheus(m.snapshot())).samples.size(), 1u) << "gone with its last member";
 }
 
 TEST(PrometheusTest, CounterFamiliesAlwaysEndInTotal) {
-  auto page = parse_strictly(render_prometheus(*sample_registry()));
+  auto page = parse_strictly(render_prometheus(sample_registry()->snapshot()));
   ASSERT_TRUE(page.families.count("ghscale_odd_counter_total"));
   EXPECT_EQ(page.families.at("ghscale_odd_counter_total").type, "counter");
   EXPECT_FALSE(page.families.count("ghscale_odd_counter"));
 }
 
 TEST(PrometheusTest, LabelValuesAreEscapedAndRoundTrip) {
-  auto text = render_prometheus(*sample_registry());
+  auto text = render_prometheus(sample_registry()->snapshot());
   EXPECT_NE(text.find(R"(ghscale_odd_counter_total{q="a\"b\\c\nd"} 7)"),
             std::string::npos);
   auto page = parse_strictly(text);
@@ -309,7 +310,7 @@ TEST(PrometheusTest, LabelValuesAreEscapedAndRoundTrip) {
 }
 
 TEST(PrometheusTest, FamiliesAreSortedAndEachHasHelpAndType) {
-  auto page = parse_strictly(render_prometheus(*sample_registry()));
+  auto page = parse_strictly(render_prometheus(sample_registry()->snapshot()));
   std::vector<std::string> expected = {"ghscale_github_rate_remaining",
                                        "ghscale_jobs_total",
                                        "ghscale_jobs_total_extra_total",
@@ -326,7 +327,7 @@ TEST(PrometheusTest, FamiliesAreSortedAndEachHasHelpAndType) {
 }
 
 TEST(PrometheusTest, HistogramBucketsAreCumulativeUpToInf) {
-  auto page = parse_strictly(render_prometheus(*sample_registry()));
+  auto page = parse_strictly(render_prometheus(sample_registry()->snapshot()));
   auto& s = page.samples;
   auto bucket = [&](const std::string& le) {
     return s.at("ghscale_webhook_seconds_bucket{le=" + le + ",}");
@@ -386,7 +387,7 @@ TEST(PrometheusTest, OfficialParserAcceptsThePage) {
   if (!python_has_prometheus_client())
     GTEST_SKIP() << "/usr/bin/python3 lacks prometheus_client "
                     "(apt-get install python3-prometheus-client)";
-  auto [status, output] = prom_check(render_prometheus(*sample_registry()));
+  auto [status, output] = prom_check(render_prometheus(sample_registry()->snapshot()));
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(output, "ok: 8 families, 48 samples\n");
 }

@@ -1,4 +1,4 @@
-#include "actors/sim_cloud.hpp"
+#include "actors/embedded/sim_cloud.hpp"
 #include "tests/actor_test.hpp"
 #include "transport/ec2_event.hpp"
 

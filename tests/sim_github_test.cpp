@@ -1,6 +1,6 @@
-#include "actors/embedded_queue.hpp"
-#include "actors/sim_cloud.hpp"
-#include "actors/sim_github.hpp"
+#include "actors/embedded/embedded_queue.hpp"
+#include "actors/embedded/sim_cloud.hpp"
+#include "actors/embedded/sim_github.hpp"
 #include "tests/actor_test.hpp"
 #include "transport/workflow_job.hpp"
 

@@ -9,8 +9,8 @@
 // cap. Restarts are left to the shipped budget-storm trace and to
 // tests/budget_peer_test.py: which job a booted runner was launched for does
 // not outlive the process yet (README, "Known limits").
-#include "bench/scenario/simulation.hpp"
-#include "bench/scenario/trace.hpp"
+#include "actors/embedded/simulation.hpp"
+#include "actors/embedded/trace.hpp"
 #include "transport/config_file.hpp"
 #include "transport/workflow_job.hpp"
 

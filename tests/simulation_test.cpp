@@ -1,7 +1,7 @@
 // `ghscale simulate` end to end: the shipped traces through the real actor
 // graph in virtual time, judged by the simulated world's ground truth.
-#include "bench/scenario/simulation.hpp"
-#include "bench/scenario/trace.hpp"
+#include "actors/embedded/simulation.hpp"
+#include "actors/embedded/trace.hpp"
 #include "transport/config_file.hpp"
 
 #include <gtest/gtest.h>

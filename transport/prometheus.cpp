@@ -170,9 +170,9 @@ family& family_of(family_map& families, const std::string& name,
   return it->second;
 }
 
-void add_counters(family_map& families, const metrics& registry) {
+void add_counters(family_map& families, const metric_snapshot& registry) {
   constexpr std::string_view suffix = "_total";
-  for (const auto& [key, value] : registry.counters()) {
+  for (const auto& [key, value] : registry.counters) {
     auto s = split_key(key);
     auto name = s.name;
     if (name.size() < suffix.size()
@@ -183,16 +183,16 @@ void add_counters(family_map& families, const metrics& registry) {
   }
 }
 
-void add_gauges(family_map& families, const metrics& registry) {
-  for (const auto& [key, value] : registry.gauges()) {
+void add_gauges(family_map& families, const metric_snapshot& registry) {
+  for (const auto& [key, value] : registry.gauges) {
     auto s = split_key(key);
     family_of(families, s.name, family_type::gauge)
       .samples.push_back(sample(s.name, s.labels, format_number(value)));
   }
 }
 
-void add_histograms(family_map& families, const metrics& registry) {
-  for (const auto& [key, h] : registry.histograms()) {
+void add_histograms(family_map& families, const metric_snapshot& registry) {
+  for (const auto& [key, h] : registry.histograms) {
     auto s = split_key(key);
     auto& f = family_of(families, s.name, family_type::histogram);
     auto bucket = s.name + "_bucket";
@@ -230,7 +230,7 @@ std::string metric_help(const std::string& family) {
   return i != help_texts.end() ? i->second : "ghscale metric " + family + ".";
 }
 
-std::string render_prometheus(const metrics& registry) {
+std::string render_prometheus(const metric_snapshot& registry) {
   family_map families;
   add_counters(families, registry);
   add_gauges(families, registry);

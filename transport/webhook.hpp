@@ -1,7 +1,7 @@
 #pragma once
 // GitHub webhook ingress as a pure decision: given one HTTP request, either
 // the queue message to forward or the status and reason to answer with. No
-// sockets, no actors; actors/ops_server.* serves it over HTTP(S).
+// sockets, no actors; actors/ops/ops_server serves it over HTTP(S).
 //
 // Reasons are bounded labels (they become metric labels and log fields);
 // neither a reason nor a response text ever quotes the body or a secret.
