@@ -6,7 +6,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -393,15 +392,30 @@ private:
     auto respond = [self = this->shared_from_this(), answered](served_response res) {
       if (answered->exchange(true))
         return;
-      std::lock_guard<std::mutex> guard{self->core_->mtx};
-      if (self->core_->stopped)
-        return;
-      // On the connection's thread (an answer given at once) it is written
-      // at once; from elsewhere it is queued to that thread.
-      net::dispatch(self->stream_.get_executor(),
+      {
+        // Queued under the lock, so that stop, once it set `stopped`, has
+        // every queued answer run before its threads end.
+        std::lock_guard<std::mutex> guard{self->core_->mtx};
+        if (self->core_->stopped)
+          return;
+        if (!self->on_own_thread()) {
+          net::post(self->stream_.get_executor(),
                     [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+          return;
+        }
+      }
+      // An answer given at once, on the connection's thread, is written at
+      // once, outside the lock (the write starts with a send).
+      self->write(std::move(res));
     };
     core_->handler(std::move(out), std::move(respond));
+  }
+
+  /// Whether this runs on the thread that serves the connection.
+  bool on_own_thread() {
+    auto ex = stream_.get_executor(); // target() points into it
+    auto* home = ex.template target<net::io_context::executor_type>();
+    return home != nullptr && home->running_in_this_thread();
   }
 
   void write(served_response res) {
